@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class MailwebConfig(AppConfig):
+    name = "mailweb"
+    verbose_name = "Mail store"

@@ -1,0 +1,1 @@
+"""Moving mail: provider clients, the sync engine, ingestion, sending and Celery tasks."""

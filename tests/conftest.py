@@ -1,0 +1,135 @@
+"""Shared fixtures: users, mailboxes, a real Celery worker, and the outside-service stand-ins.
+
+Tests run against real PostgreSQL and Redis (script/test provides them); the smoke subset also
+runs on the SQLite default. Stand-ins for Microsoft and IMAP live in tests/fakes/.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from accounts.models import MailAccount, MailboxAccess, User
+
+ROOT = Path(__file__).resolve().parent.parent
+
+from tests.fakes.fixtures import *  # noqa: F403  (identity provider, Dovecot, test CA)
+
+
+@pytest.fixture(autouse=True)
+def _blob_dir(tmp_path: Path, settings: Any) -> None:
+    """Each test stores blobs in its own directory."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "mailweb.storage.AtomicFileSystemStorage",
+            "OPTIONS": {"location": tmp_path / "blobs"},
+        },
+    }
+
+
+@pytest.fixture
+def admin_user(db: None) -> User:
+    return User.objects.create_superuser(
+        email="admin@example.com", password="correct horse battery", name="Ada Admin"
+    )
+
+
+@pytest.fixture
+def member(db: None) -> User:
+    return User.objects.create_user(
+        email="member@example.com", password="correct horse battery", name="Mo Member"
+    )
+
+
+@pytest.fixture
+def mailbox(db: None) -> MailAccount:
+    return MailAccount.objects.create(
+        address="support@example.com",
+        method=MailAccount.Method.IMAP_PASSWORD,
+        imap_host="127.0.0.1",
+    )
+
+
+@pytest.fixture
+def member_with_access(member: User, mailbox: MailAccount) -> User:
+    MailboxAccess.objects.create(user=member, mailbox=mailbox)
+    return member
+
+
+def worker_environment() -> dict[str, str]:
+    """The environment a subprocess needs to share this test session's database and broker."""
+    db: dict[str, Any] = settings.DATABASES["default"]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "mailweb.settings",
+        "MAILWEB_TESTING": "true",
+        "DEBUG": "true",
+    }
+    if db["ENGINE"].endswith("postgresql"):
+        auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+        env["DATABASE_URL"] = (
+            f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        )
+    else:
+        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
+    env["REDIS_URL"] = (
+        settings.CELERY_BROKER_URL if settings.CELERY_BROKER_URL.startswith("redis") else ""
+    )
+    return env
+
+
+@pytest.fixture
+def celery_worker(transactional_db: None) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker process on the test database and broker, stopped after the test."""
+    if not settings.CELERY_BROKER_URL.startswith("redis"):
+        pytest.skip("the Celery worker tests need REDIS_URL")
+    _purge_broker()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "mailweb",
+            "worker",
+            "--pool=solo",
+            "--loglevel=WARNING",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=worker_environment(),
+    )
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _purge_broker() -> None:
+    from mailweb.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge("celery")
+
+
+def wait_for(predicate: object, timeout: float = 20.0, interval: float = 0.1) -> bool:
+    """Poll ``predicate`` until it is truthy or ``timeout`` passes; tests assert on the result."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(interval)
+    return False
