@@ -204,6 +204,7 @@ class Message(models.Model):
         ]
         indexes: ClassVar[list[models.Index]] = [
             models.Index(fields=["mailbox", "message_id"], name="message_msgid_idx"),
+            models.Index(fields=["mailbox", "in_reply_to"], name="message_inreplyto_idx"),
             models.Index(fields=["conversation", "received_at"], name="message_conv_idx"),
             models.Index(fields=["folder", "uid"], name="message_folder_uid_idx"),
             models.Index(fields=["raw_sha256"], name="message_raw_idx"),
