@@ -1,25 +1,46 @@
 """Turning raw RFC 5322 bytes into stored messages, attachments and conversations.
 
-Every provider (IMAP, Graph, mbox import, our own sent mail) goes through ``ingest_message`` so a
-message is parsed, stored and threaded the same way whatever its origin. The raw bytes are stored
-first, so a message whose parsing fails is still kept whole and listed with its parse error.
+Every provider (IMAP, Graph, mbox import, our own sent mail) goes through ``ingest_batch`` (or
+its one-message form ``ingest_message``) so a message is parsed, stored and threaded the same
+way whatever its origin. The raw bytes are stored first, so a message whose parsing fails is
+still kept whole and listed with its parse error.
+
+A batch is threaded in memory against a handful of bulk lookups and written with bulk inserts;
+the result is the same as ingesting its messages one by one in order (the sync engine depends
+on that: it commits a batch and its folder cursor in one transaction).
 """
 
-from dataclasses import dataclass
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
-from django.db.models.functions import Greatest
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from accounts.models import MailAccount
 from mailweb.blobs import put_blob
 from mailweb.models import Attachment, Conversation, Folder, Message, OutgoingMessage
 from sync.mime import ParsedMessage, normalize_subject, parse_message
+from sync.models import RemovedMessage
 
 # A subject-only match joins a conversation only when it is this recent and shares a participant.
 SUBJECT_FALLBACK_WINDOW = timedelta(days=30)
+
+__all__ = [
+    "IncomingMessage",
+    "PreparedBatch",
+    "ProviderKey",
+    "ServerState",
+    "find_conversation",
+    "ingest_batch",
+    "ingest_message",
+    "prepare_batch",
+    "store_batch",
+]
 
 
 @dataclass(frozen=True)
@@ -30,6 +51,13 @@ class ProviderKey:
     uidvalidity: int | None = None
     uid: int | None = None
     graph_id: str = ""
+
+    def identity(self) -> tuple[object, ...] | None:
+        if self.uid is not None and self.folder is not None:
+            return ("imap", self.folder.pk, self.uidvalidity, self.uid)
+        if self.graph_id:
+            return ("graph", self.graph_id)
+        return None
 
 
 @dataclass(frozen=True)
@@ -42,6 +70,13 @@ class ServerState:
     draft: bool = False
     received_at: datetime | None = None
     modseq: int | None = None
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    raw: bytes
+    key: ProviderKey
+    state: ServerState = field(default_factory=ServerState)
 
 
 def ingest_message(
@@ -58,76 +93,443 @@ def ingest_message(
     row. ``reopen`` moves a closed, pending or snoozed conversation back to open when new
     incoming mail arrives (incremental sync), but not while importing history.
     """
-    state = state or ServerState()
-    raw_sha256 = put_blob(raw)
-    parsed = parse_message(raw)
-    attachment_blobs = [
-        (attachment, put_blob(attachment.payload)) for attachment in parsed.attachments
-    ]
-    existing = _existing(mailbox, key)
-    if existing is not None:
-        return existing, False
-    try:
-        with transaction.atomic():
-            message = _create(mailbox, raw, raw_sha256, parsed, key, state, reopen=reopen)
-            Attachment.objects.bulk_create(
-                Attachment(
-                    message=message,
-                    filename=attachment.filename[:500],
-                    content_type=attachment.content_type[:255] or "application/octet-stream",
-                    size=attachment.size,
-                    content_id=attachment.content_id[:500],
-                    is_inline=attachment.is_inline,
-                    sha256=digest,
-                )
-                for attachment, digest in attachment_blobs
-            )
-    except IntegrityError:
-        # Another writer stored the same provider key first (should not happen under the lease).
-        again = _existing(mailbox, key)
-        if again is None:
-            raise
-        return again, False
-    return message, True
+    item = IncomingMessage(raw=raw, key=key, state=state or ServerState())
+    return ingest_batch(mailbox, [item], reopen=reopen)[0]
 
 
-def _existing(mailbox: MailAccount, key: ProviderKey) -> Message | None:
-    if key.uid is not None and key.folder is not None:
-        return Message.objects.filter(
-            folder=key.folder, uidvalidity=key.uidvalidity, uid=key.uid
-        ).first()
-    if key.graph_id:
-        return Message.objects.filter(mailbox=mailbox, graph_id=key.graph_id).first()
-    return None
+def ingest_batch(
+    mailbox: MailAccount, items: Sequence[IncomingMessage], *, reopen: bool = False
+) -> list[tuple[Message, bool]]:
+    """Store and thread ``items`` in order; returns (message, created) for each, in order.
+
+    Items whose provider key is already stored, or repeated within the batch, come back with
+    ``created=False``. The rows are written in one transaction (a savepoint when the caller
+    has one open).
+    """
+    return store_batch(prepare_batch(mailbox, items), reopen=reopen)
 
 
-def _create(
-    mailbox: MailAccount,
-    raw: bytes,
-    raw_sha256: str,
-    parsed: ParsedMessage,
-    key: ProviderKey,
-    state: ServerState,
-    *,
-    reopen: bool,
-) -> Message:
-    received_at = state.received_at or parsed.date or timezone.now()
-    outgoing = _is_outgoing(mailbox, parsed, key.folder)
-    conversation = find_conversation(mailbox, parsed, received_at) or Conversation.objects.create(
-        mailbox=mailbox,
-        subject=parsed.subject[:998],
-        normalized_subject=normalize_subject(parsed.subject)[:998],
-        last_activity_at=received_at,
-        last_message_at=received_at,
+@dataclass
+class PreparedBatch:
+    """A batch whose blobs are written and messages parsed, ready for ``store_batch``."""
+
+    mailbox: MailAccount
+    results: list[tuple[Message, bool] | None]
+    pending: list[int]
+    prepared: list[_Prepared]
+    repeats: dict[int, int]
+
+    @property
+    def new_count(self) -> int:
+        return len(self.prepared)
+
+
+def prepare_batch(mailbox: MailAccount, items: Sequence[IncomingMessage]) -> PreparedBatch:
+    """The slow, transaction-free half of ingestion: skip stored keys, write blobs, parse.
+
+    Blobs are written before any row refers to them, outside the transaction: a crash leaves at
+    worst an unreferenced blob, never a row pointing at missing bytes.
+    """
+    results: list[tuple[Message, bool] | None] = [None] * len(items)
+    existing = _existing(mailbox, [item.key for item in items])
+    first_of: dict[tuple[object, ...], int] = {}
+    repeats: dict[int, int] = {}
+    pending: list[int] = []
+    for index, item in enumerate(items):
+        identity = item.key.identity()
+        if identity is not None and identity in existing:
+            results[index] = (existing[identity], False)
+        elif identity is not None and identity in first_of:
+            repeats[index] = first_of[identity]
+        else:
+            if identity is not None:
+                first_of[identity] = index
+            pending.append(index)
+    prepared = [_prepare(mailbox, items[index]) for index in pending]
+    return PreparedBatch(mailbox, results, pending, prepared, repeats)
+
+
+def store_batch(batch: PreparedBatch, *, reopen: bool = False) -> list[tuple[Message, bool]]:
+    """The quick half: thread and insert the prepared messages in one transaction."""
+    mailbox, results = batch.mailbox, list(batch.results)
+    if batch.prepared:
+        try:
+            with transaction.atomic():
+                stored = _store(mailbox, batch.prepared, reopen=reopen)
+        except IntegrityError:
+            # Another writer stored one of these provider keys first (not under the lease):
+            # take the messages one by one, each returning the row that won.
+            stored = [_store_one_again(mailbox, p, reopen=reopen) for p in batch.prepared]
+        for index, result in zip(batch.pending, stored, strict=True):
+            results[index] = result
+    for index, original in batch.repeats.items():
+        first = results[original]
+        assert first is not None
+        results[index] = (first[0], False)
+    assert all(result is not None for result in results)
+    return [result for result in results if result is not None]
+
+
+def _store_one_again(
+    mailbox: MailAccount, prepared: _Prepared, *, reopen: bool
+) -> tuple[Message, bool]:
+    identity = prepared.item.key.identity()
+    again = _existing(mailbox, [prepared.item.key])
+    if identity is not None and identity in again:
+        return again[identity], False
+    with transaction.atomic():
+        return _store(mailbox, [prepared], reopen=reopen)[0]
+
+
+# --- preparation (blobs, parsing) ------------------------------------------------------------
+
+
+@dataclass
+class _Prepared:
+    item: IncomingMessage
+    raw_sha256: str
+    parsed: ParsedMessage
+    attachment_blobs: list[str]
+    received_at: datetime
+    participants: set[str]
+    addresses_text: str
+
+    @property
+    def message_id(self) -> str:
+        return self.parsed.message_id[:998]
+
+
+def _prepare(mailbox: MailAccount, item: IncomingMessage) -> _Prepared:
+    raw_sha256 = put_blob(item.raw)
+    parsed = parse_message(item.raw)
+    attachment_blobs = [put_blob(attachment.payload) for attachment in parsed.attachments]
+    received_at = item.state.received_at or parsed.date or timezone.now()
+    participants = {parsed.from_address, *(address for _, address in parsed.to + parsed.cc)}
+    return _Prepared(
+        item=item,
+        raw_sha256=raw_sha256,
+        parsed=parsed,
+        attachment_blobs=attachment_blobs,
+        received_at=received_at,
+        participants=participants - {""},
+        addresses_text=_addresses_text(parsed),
     )
-    message = Message.objects.create(
+
+
+def _existing(
+    mailbox: MailAccount, keys: Sequence[ProviderKey]
+) -> dict[tuple[object, ...], Message]:
+    found: dict[tuple[object, ...], Message] = {}
+    imap: dict[tuple[int, int | None], list[int]] = {}
+    graph_ids: list[str] = []
+    folders: dict[int, Folder] = {}
+    for key in keys:
+        if key.uid is not None and key.folder is not None:
+            imap.setdefault((key.folder.pk, key.uidvalidity), []).append(key.uid)
+            folders[key.folder.pk] = key.folder
+        elif key.graph_id:
+            graph_ids.append(key.graph_id)
+    for (folder_id, uidvalidity), uids in imap.items():
+        rows = Message.objects.filter(folder_id=folder_id, uidvalidity=uidvalidity, uid__in=uids)
+        for message in rows:
+            found[("imap", folder_id, uidvalidity, message.uid)] = message
+    if graph_ids:
+        for message in Message.objects.filter(mailbox=mailbox, graph_id__in=graph_ids):
+            found[("graph", message.graph_id)] = message
+    return found
+
+
+# --- threading -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Thread:
+    """A conversation as this batch sees it: the stored row (or a new one) plus batch members."""
+
+    conversation: Conversation
+    is_new: bool
+    members: list[_Prepared] = field(default_factory=list)
+    # Running aggregates, applied to the row at the end of the batch.
+    count: int = 0
+    last_message_at: datetime | None = None
+    last_activity_at: datetime | None = None
+    snippet: str | None = None
+    last_sender: str | None = None
+    has_attachments: bool = False
+    reopened: bool = False
+
+    @classmethod
+    def existing(cls, conversation: Conversation) -> _Thread:
+        return cls(
+            conversation=conversation,
+            is_new=False,
+            count=conversation.message_count,
+            last_message_at=conversation.last_message_at,
+            last_activity_at=conversation.last_activity_at,
+        )
+
+    def touch(self, message: _Prepared, *, reopen: bool) -> None:
+        """What ``message`` does to the list fields (the sequential rules, in memory)."""
+        received = message.received_at
+        newest = self.last_message_at is None or received >= self.last_message_at
+        if newest or self.count == 0:
+            self.snippet = message.parsed.snippet[:300]
+            self.last_sender = (message.parsed.from_name or message.parsed.from_address)[:300]
+        self.count += 1
+        self.last_message_at = max(filter(None, [self.last_message_at, received]))
+        self.last_activity_at = max(filter(None, [self.last_activity_at, received]))
+        if message.parsed.has_attachments:
+            self.has_attachments = True
+        if reopen and newest and self.conversation.status != Conversation.Status.OPEN:
+            self.reopened = True
+        self.members.append(message)
+
+
+class _ThreadIndex:
+    """Bulk lookups for a batch, then sequential threading decisions in memory."""
+
+    def __init__(self, mailbox: MailAccount, prepared: Sequence[_Prepared]) -> None:
+        self.mailbox = mailbox
+        own_ids = {p.message_id for p in prepared if p.message_id}
+        parent_ids = {
+            ref for p in prepared for ref in [p.parsed.in_reply_to, *p.parsed.references] if ref
+        }
+        wanted = own_ids | parent_ids
+        # message_id -> (received_at, id, conversation_id) of stored messages
+        self.by_id: dict[str, list[tuple[datetime, int, int]]] = {}
+        rows = (
+            Message.objects.filter(mailbox=mailbox, message_id__in=wanted).values_list(
+                "message_id", "received_at", "id", "conversation_id"
+            )
+            if wanted
+            else []
+        )
+        for message_id, received_at, pk, conversation_id in rows:
+            self.by_id.setdefault(message_id, []).append((received_at, pk, conversation_id))
+        self.children: dict[str, list[tuple[datetime, int, int]]] = {}
+        child_rows = (
+            Message.objects.filter(mailbox=mailbox, in_reply_to__in=own_ids).values_list(
+                "in_reply_to", "received_at", "id", "conversation_id"
+            )
+            if own_ids
+            else []
+        )
+        for in_reply_to, received_at, pk, conversation_id in child_rows:
+            self.children.setdefault(in_reply_to, []).append((received_at, pk, conversation_id))
+        self.removed: dict[str, int] = {}
+        removed_rows = (
+            RemovedMessage.objects.filter(mailbox=mailbox, message_id__in=own_ids)
+            .order_by("removed_at")
+            .values_list("message_id", "conversation_id")
+            if own_ids
+            else []
+        )
+        for message_id, conversation_id in removed_rows:
+            self.removed[message_id] = conversation_id  # the latest removal wins
+        conversation_ids = {c for rows_ in self.by_id.values() for *_, c in rows_}
+        conversation_ids |= {c for rows_ in self.children.values() for *_, c in rows_}
+        conversation_ids |= set(self.removed.values())
+        self.threads: dict[int, _Thread] = {
+            conversation.pk: _Thread.existing(conversation)
+            for conversation in Conversation.objects.filter(pk__in=conversation_ids)
+        }
+        self.new_threads: list[_Thread] = []
+        # Batch members, for lookups by later members of the same batch.
+        self.batch_by_id: dict[str, list[tuple[datetime, int, _Thread]]] = {}
+        self.batch_children: dict[str, list[tuple[datetime, int, _Thread]]] = {}
+        self._sequence = 0
+
+    def is_copy(self, message: _Prepared) -> bool:
+        """The mailbox holds (or recently held) a message with the same Message-ID."""
+        key = message.message_id
+        return bool(key) and bool(
+            self.by_id.get(key) or self.batch_by_id.get(key) or key in self.removed
+        )
+
+    def _stored(self, conversation_id: int) -> _Thread | None:
+        return self.threads.get(conversation_id)
+
+    def find(self, message: _Prepared) -> _Thread | None:
+        """Same order as ``find_conversation``: own Message-ID, parents, children, subject."""
+        parsed = message.parsed
+        if message.message_id:
+            same = self._candidates(self.by_id, self.batch_by_id, [message.message_id])
+            if same:
+                return min(same, key=lambda entry: entry[:2])[2]
+            removed = self.removed.get(message.message_id)
+            if removed and (thread := self._stored(removed)):
+                return thread
+        parents = [ref for ref in [parsed.in_reply_to, *reversed(parsed.references)] if ref]
+        found = self._candidates(self.by_id, self.batch_by_id, parents)
+        if found:
+            return max(found, key=lambda entry: entry[0])[2]
+        if message.message_id:
+            children = self._candidates(self.children, self.batch_children, [message.message_id])
+            if children:
+                return min(children, key=lambda entry: entry[:2])[2]
+        return self._subject_match(message)
+
+    def _candidates(
+        self,
+        stored: dict[str, list[tuple[datetime, int, int]]],
+        in_batch: dict[str, list[tuple[datetime, int, _Thread]]],
+        keys: Sequence[str],
+    ) -> list[tuple[datetime, int, _Thread]]:
+        """(received_at, tie-breaker, thread) of stored and batch messages under ``keys``."""
+        found: list[tuple[datetime, int, _Thread]] = []
+        for key in keys:
+            for received_at, pk, conversation_id in stored.get(key, []):
+                if thread := self._stored(conversation_id):
+                    found.append((received_at, pk, thread))
+            found.extend(in_batch.get(key, []))
+        return found
+
+    def _subject_match(self, message: _Prepared) -> _Thread | None:
+        """Join by subject only a reply ("Re: ...") to a recent conversation sharing a participant.
+
+        Clients that drop References (some mobile and web mailers) would otherwise split
+        threads; the guards keep unrelated "Invoice" or "Hello" mails apart.
+        """
+        parsed = message.parsed
+        normalized = normalize_subject(parsed.subject)
+        plain = " ".join(parsed.subject.split()).casefold()
+        if not normalized or normalized == plain or len(normalized) < 4:
+            return None
+        if not message.participants:
+            return None
+        received = message.received_at
+        low, high = received - SUBJECT_FALLBACK_WINDOW, received + SUBJECT_FALLBACK_WINDOW
+        candidates: dict[int, tuple[datetime, _Thread]] = {}
+        for thread in [*self.threads.values(), *self.new_threads]:
+            activity = thread.last_activity_at or thread.conversation.last_activity_at
+            if thread.conversation.normalized_subject == normalized and low <= activity <= high:
+                candidates[id(thread)] = (activity, thread)
+        stored = Conversation.objects.filter(
+            mailbox=self.mailbox,
+            normalized_subject=normalized,
+            last_activity_at__gte=low,
+            last_activity_at__lte=high,
+        ).order_by("-last_activity_at")[:5]
+        for conversation in stored:
+            thread = self.threads.get(conversation.pk)
+            if thread is None:
+                thread = _Thread.existing(conversation)
+                self.threads[conversation.pk] = thread
+            activity = thread.last_activity_at or conversation.last_activity_at
+            candidates.setdefault(id(thread), (activity, thread))
+        ordered = sorted(candidates.values(), key=lambda entry: entry[0], reverse=True)[:5]
+        sender = parsed.from_address.lower()
+        for _, thread in ordered:
+            if self._shares_participant(thread, message.participants, sender):
+                return thread
+        return None
+
+    @staticmethod
+    def _shares_participant(thread: _Thread, participants: set[str], sender: str) -> bool:
+        for member in thread.members:
+            if member.parsed.from_address in participants:
+                return True
+            if sender and sender in member.addresses_text.lower():
+                return True
+        if thread.is_new:
+            return False
+        shared = Q(from_address__in=participants)
+        if sender:
+            shared |= Q(addresses_text__icontains=sender)
+        return thread.conversation.messages.filter(shared).exists()
+
+    def start_thread(self, message: _Prepared) -> _Thread:
+        subject = message.parsed.subject
+        conversation = Conversation(
+            mailbox=self.mailbox,
+            subject=subject[:998],
+            normalized_subject=normalize_subject(subject)[:998],
+            last_activity_at=message.received_at,
+            last_message_at=message.received_at,
+            message_count=0,
+        )
+        thread = _Thread(conversation=conversation, is_new=True)
+        self.new_threads.append(thread)
+        return thread
+
+    def add(self, message: _Prepared, thread: _Thread, *, reopen: bool) -> None:
+        thread.touch(message, reopen=reopen)
+        self._sequence += 1
+        # Batch members sort after stored rows with the same time, as if inserted later.
+        entry = (message.received_at, (1 << 62) + self._sequence, thread)
+        if message.message_id:
+            self.batch_by_id.setdefault(message.message_id, []).append(entry)
+        if message.parsed.in_reply_to:
+            self.batch_children.setdefault(message.parsed.in_reply_to[:998], []).append(entry)
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+
+def _store(
+    mailbox: MailAccount, prepared: Sequence[_Prepared], *, reopen: bool
+) -> list[tuple[Message, bool]]:
+    index = _ThreadIndex(mailbox, prepared)
+    outgoing_ids = _outgoing_message_ids(prepared)
+    own_address = mailbox.address.lower()
+    placed: list[tuple[_Prepared, _Thread, bool]] = []
+    for message in prepared:
+        # A copy of a message the mailbox already has (moved or copied between folders, or
+        # restored from Trash) is not new mail: it must not reopen a closed conversation.
+        copy = index.is_copy(message)
+        thread = index.find(message) or index.start_thread(message)
+        outgoing = _is_outgoing(message, outgoing_ids, own_address)
+        index.add(message, thread, reopen=reopen and not outgoing and not copy)
+        placed.append((message, thread, outgoing))
+
+    new_conversations = []
+    for thread in index.new_threads:
+        conversation = thread.conversation
+        conversation.message_count = thread.count
+        conversation.last_message_at = thread.last_message_at
+        conversation.last_activity_at = thread.last_activity_at or timezone.now()
+        conversation.snippet = thread.snippet or ""
+        conversation.last_sender = thread.last_sender or ""
+        conversation.has_attachments = thread.has_attachments
+        new_conversations.append(conversation)
+    Conversation.objects.bulk_create(new_conversations)
+
+    messages = [_message_row(mailbox, m, thread, outgoing) for m, thread, outgoing in placed]
+    Message.objects.bulk_create(messages)
+    Attachment.objects.bulk_create(
+        Attachment(
+            message=row,
+            filename=attachment.filename[:500],
+            content_type=attachment.content_type[:255] or "application/octet-stream",
+            size=attachment.size,
+            content_id=attachment.content_id[:500],
+            is_inline=attachment.is_inline,
+            sha256=digest,
+        )
+        for row, (message, _, _) in zip(messages, placed, strict=True)
+        for attachment, digest in zip(
+            message.parsed.attachments, message.attachment_blobs, strict=True
+        )
+    )
+    for thread in index.threads.values():
+        if thread.members:
+            _update_stored_conversation(thread)
+    return [(row, True) for row in messages]
+
+
+def _message_row(
+    mailbox: MailAccount, message: _Prepared, thread: _Thread, outgoing: bool
+) -> Message:
+    parsed, key, state = message.parsed, message.item.key, message.item.state
+    problems = "; ".join(p for p in (parsed.headers_error, parsed.parse_error) if p)
+    return Message(
         mailbox=mailbox,
         folder=key.folder,
-        conversation=conversation,
+        conversation=thread.conversation,
         uidvalidity=key.uidvalidity,
         uid=key.uid,
         graph_id=key.graph_id,
-        message_id=parsed.message_id[:998],
+        message_id=message.message_id,
         in_reply_to=parsed.in_reply_to[:998],
         references=parsed.references,
         subject=parsed.subject[:998],
@@ -137,10 +539,10 @@ def _create(
         cc=[list(pair) for pair in parsed.cc],
         bcc=[list(pair) for pair in parsed.bcc],
         reply_to=[list(pair) for pair in parsed.reply_to],
-        addresses_text=_addresses_text(parsed),
+        addresses_text=message.addresses_text,
         date=parsed.date,
-        received_at=received_at,
-        size=len(raw),
+        received_at=message.received_at,
+        size=len(message.item.raw),
         is_seen=state.seen,
         is_flagged=state.flagged,
         is_answered=state.answered,
@@ -150,101 +552,71 @@ def _create(
         text_body=parsed.text,
         html_body=parsed.sanitized_html,
         has_attachments=parsed.has_attachments,
-        raw_sha256=raw_sha256,
-        parse_error=parsed.parse_error,
+        raw_sha256=message.raw_sha256,
+        parse_error=problems,
         direction=Message.Direction.OUTGOING if outgoing else Message.Direction.INCOMING,
     )
-    _touch_conversation(conversation, message, reopen=reopen and not outgoing)
-    return message
 
 
-def find_conversation(
-    mailbox: MailAccount, parsed: ParsedMessage, received_at: datetime
-) -> Conversation | None:
-    """The conversation of this message: by Message-ID, In-Reply-To/References, then subject.
-
-    Order matters: the same Message-ID in another folder (a move, or our own sent copy) is the
-    strongest signal; a parent it names comes next; a child that arrived earlier and names it
-    after that; a subject match last, and only when guarded (see ``_subject_match``).
-    """
-    messages = Message.objects.filter(mailbox=mailbox)
-    if parsed.message_id:
-        same = messages.filter(message_id=parsed.message_id).values("conversation_id").first()
-        if same:
-            return Conversation.objects.get(pk=same["conversation_id"])
-    parents = [ref for ref in [parsed.in_reply_to, *reversed(parsed.references)] if ref]
-    if parents:
-        parent = (
-            messages.filter(message_id__in=parents)
-            .order_by("-received_at")
-            .values("conversation_id")
-            .first()
-        )
-        if parent:
-            return Conversation.objects.get(pk=parent["conversation_id"])
-    if parsed.message_id:
-        child = messages.filter(in_reply_to=parsed.message_id).values("conversation_id").first()
-        if child:
-            return Conversation.objects.get(pk=child["conversation_id"])
-    return _subject_match(mailbox, parsed, received_at)
-
-
-def _subject_match(
-    mailbox: MailAccount, parsed: ParsedMessage, received_at: datetime
-) -> Conversation | None:
-    """Join by subject only a reply ("Re: ...") to a recent conversation sharing a participant.
-
-    Clients that drop References (some mobile and web mailers) would otherwise split threads;
-    the guards keep unrelated "Invoice" or "Hello" mails apart.
-    """
-    normalized = normalize_subject(parsed.subject)
-    if not normalized or normalized == parsed.subject.strip() or len(normalized) < 4:
-        return None
-    participants = {parsed.from_address, *(address for _, address in parsed.to + parsed.cc)} - {""}
-    if not participants:
-        return None
-    window = Q(last_activity_at__gte=received_at - SUBJECT_FALLBACK_WINDOW) & Q(
-        last_activity_at__lte=received_at + SUBJECT_FALLBACK_WINDOW
-    )
-    candidates = Conversation.objects.filter(window, mailbox=mailbox, normalized_subject=normalized)
-    for conversation in candidates.order_by("-last_activity_at")[:5]:
-        shared = Q(from_address__in=participants)
-        if parsed.from_address:
-            shared |= Q(addresses_text__icontains=parsed.from_address)
-        if conversation.messages.filter(shared).exists():
-            return conversation
-    return None
-
-
-def _touch_conversation(conversation: Conversation, message: Message, *, reopen: bool) -> None:
-    """Update the denormalised list fields in one UPDATE (safe against concurrent increments)."""
+def _update_stored_conversation(thread: _Thread) -> None:
+    """One UPDATE with relative expressions (safe against concurrent increments)."""
+    received = max(member.received_at for member in thread.members)
     updates: dict[str, object] = {
-        "message_count": F("message_count") + 1,
-        "last_activity_at": Greatest(F("last_activity_at"), message.received_at),
-        "last_message_at": Greatest(F("last_message_at"), message.received_at),
+        "message_count": F("message_count") + len(thread.members),
+        "last_activity_at": Greatest(Coalesce(F("last_activity_at"), received), received),
+        "last_message_at": Greatest(Coalesce(F("last_message_at"), received), received),
     }
-    newest = (
-        conversation.last_message_at is None or message.received_at >= conversation.last_message_at
-    )
-    if newest or conversation.message_count == 0:
-        updates["snippet"] = message.snippet
-        updates["last_sender"] = (message.from_name or message.from_address)[:300]
-    if message.has_attachments:
+    if thread.snippet is not None:
+        updates["snippet"] = thread.snippet
+        updates["last_sender"] = thread.last_sender or ""
+    if thread.has_attachments:
         updates["has_attachments"] = True
-    if reopen and newest and conversation.status != Conversation.Status.OPEN:
+    if thread.reopened:
         updates["status"] = Conversation.Status.OPEN
         updates["snoozed_until"] = None
-    Conversation.objects.filter(pk=conversation.pk).update(**updates)
+    Conversation.objects.filter(pk=thread.conversation.pk).update(**updates)
 
 
-def _is_outgoing(mailbox: MailAccount, parsed: ParsedMessage, folder: Folder | None) -> bool:
+def _outgoing_message_ids(prepared: Sequence[_Prepared]) -> set[str]:
+    ids = {p.message_id for p in prepared if p.message_id}
+    if not ids:
+        return set()
+    return set(
+        OutgoingMessage.objects.filter(message_id__in=ids).values_list("message_id", flat=True)
+    )
+
+
+def _is_outgoing(message: _Prepared, outgoing_ids: set[str], own_address: str) -> bool:
+    folder = message.item.key.folder
     if folder is not None and folder.role == Folder.Role.SENT:
         return True
-    if parsed.message_id and OutgoingMessage.objects.filter(message_id=parsed.message_id).exists():
+    if message.message_id and message.message_id in outgoing_ids:
         return True
-    return parsed.from_address == mailbox.address.lower()
+    return message.parsed.from_address == own_address
 
 
 def _addresses_text(parsed: ParsedMessage) -> str:
     pairs = [(parsed.from_name, parsed.from_address), *parsed.to, *parsed.cc, *parsed.reply_to]
     return " ".join(f"{name} {address}".strip() for name, address in pairs)[:10000]
+
+
+def find_conversation(
+    mailbox: MailAccount, parsed: ParsedMessage, received_at: datetime
+) -> Conversation | None:
+    """The stored conversation ``parsed`` would join, or None (a new one would be started).
+
+    Order: the same Message-ID in another folder (a move, or our own sent copy) or recently
+    removed from one; a parent it names (the most recent); a child that arrived earlier and
+    names it; a subject match last, and only when guarded (a reply sharing a participant).
+    """
+    message = _Prepared(
+        item=IncomingMessage(raw=b"", key=ProviderKey()),
+        raw_sha256="",
+        parsed=parsed,
+        attachment_blobs=[],
+        received_at=received_at,
+        participants={parsed.from_address, *(a for _, a in parsed.to + parsed.cc)} - {""},
+        addresses_text=_addresses_text(parsed),
+    )
+    thread = _ThreadIndex(mailbox, [message]).find(message)
+    return thread.conversation if thread is not None and not thread.is_new else None
