@@ -16,7 +16,6 @@ import time
 
 import pytest
 
-from sync import mime
 from mailweb.html_safety import (
     block_remote_images,
     html_to_text,
@@ -24,6 +23,7 @@ from mailweb.html_safety import (
     rewrite_cid_images,
     sanitize_html,
 )
+from sync import mime
 from sync.mime import ParsedMessage, normalize_subject, parse_message, thread_keys
 
 
