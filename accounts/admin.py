@@ -40,6 +40,9 @@ class MailAccountAdmin(admin.ModelAdmin):
     list_filter = ("method", "status", "is_shared")
     search_fields = ("address", "display_name")
     readonly_fields = (
+        "status_reason",
+        "connected_at",
+        "connected_by",
         "status_changed_at",
         "last_sync_started_at",
         "last_sync_at",

@@ -63,3 +63,13 @@ def reencrypt(ciphertext: bytes) -> bytes:
         raise DecryptionError(
             "stored credentials cannot be decrypted with MAILWEB_TOKEN_KEYS"
         ) from None
+
+
+def is_current(ciphertext: bytes) -> bool:
+    """Whether ``ciphertext`` is already encrypted under the newest key."""
+    newest = Fernet(configured_keys()[0].encode())
+    try:
+        newest.decrypt(bytes(ciphertext))
+    except InvalidToken:
+        return False
+    return True

@@ -132,6 +132,12 @@ class MailAccount(models.Model):
     signature = models.TextField(blank=True)
 
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ACTIVE)
+    status_reason = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="Why the status is what it is, for code: revoked, expired, consent, "
+        "app_credentials, disconnected, ... (last_error has the sentence for people).",
+    )
     last_error = models.TextField(blank=True)
     status_changed_at = models.DateTimeField(default=timezone.now)
     last_sync_started_at = models.DateTimeField(null=True, blank=True)
@@ -143,6 +149,13 @@ class MailAccount(models.Model):
         help_text="Fernet-encrypted JSON; only accounts.vault reads it.",
     )
     access_token_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    connected_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the mailbox was last connected or reconnected."
+    )
+    connected_by = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -24,3 +24,12 @@ def _schedule_periodic_tasks(sender: Celery, **_: object) -> None:
     sender.add_periodic_task(
         heartbeat, sender.signature("mailweb.heartbeat", expires=heartbeat), name="worker heartbeat"
     )
+    sweep = settings.MAILWEB_SYNC_SWEEP_SECONDS
+    sender.add_periodic_task(
+        sweep, sender.signature("sync.sweep", expires=sweep), name="sync sweep"
+    )
+    sender.add_periodic_task(
+        60.0,
+        sender.signature("mailweb.wake_snoozed", expires=60),
+        name="reopen snoozed conversations",
+    )

@@ -349,6 +349,14 @@ class OutgoingMessage(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     appended_to_sent = models.BooleanField(default=False)
+    forwarded_message = models.ForeignKey(
+        "Message",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="For a forward: the message whose attachments go along.",
+    )
 
     class Meta:
         ordering = ("-created_at",)

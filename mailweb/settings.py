@@ -147,6 +147,8 @@ USING_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresq
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
+# Password sign-in with failed attempts limited per account and per IP (mailweb.auth_backends).
+AUTHENTICATION_BACKENDS = ["mailweb.auth_backends.ThrottledModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "inbox"
 LOGOUT_REDIRECT_URL = "login"
@@ -228,13 +230,14 @@ if REDIS_URL:
 else:
     # kombu's filesystem transport needs no server: messages are files under ./data/broker.
     _broker_dir = DATA_DIR / "broker"
-    for _sub in ("queue", "processed"):
+    for _sub in ("queue", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 # Presence, rate limits and other short-lived shared state: Redis when configured, else files
@@ -261,8 +264,13 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("MAILWEB_TASK_SOFT_TIME_LIMIT", 600)
 CELERY_TASK_TIME_LIMIT = env_int("MAILWEB_TASK_TIME_LIMIT", 660)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("MAILWEB_TASKS_EAGER", default=False)
+CELERY_IMPORTS = ["sync.outbox_tasks"]
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 MAILWEB_SYNC_SWEEP_SECONDS = env_int("MAILWEB_SYNC_SWEEP_SECONDS", 300)
+# Messages per FETCH batch (each batch is committed with its folder cursor).
+MAILWEB_SYNC_BATCH_SIZE = env_int("MAILWEB_SYNC_BATCH_SIZE", 200)
+# Without CONDSTORE (Exchange), how often the flags of every message are re-read.
+MAILWEB_SYNC_FLAGS_SWEEP_SECONDS = env_int("MAILWEB_SYNC_FLAGS_SWEEP_SECONDS", 600)
 MAILWEB_HEARTBEAT_SECONDS = 30
 MAILWEB_HEARTBEAT_STALE_SECONDS = env_int("MAILWEB_HEARTBEAT_STALE_SECONDS", 120)
 

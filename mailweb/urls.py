@@ -4,10 +4,20 @@ from django.contrib import admin
 from django.urls import include, path
 
 from mailweb.views import health
+from mailweb.views import mailboxes as mailbox_views
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("mailboxes/", mailbox_views.mailbox_list, name="mailboxes"),
+    path("mailboxes/add-imap/", mailbox_views.add_imap, name="mailbox_add_imap"),
+    path("mailboxes/<int:pk>/disconnect/", mailbox_views.disconnect, name="mailbox_disconnect"),
+    path("mailboxes/<int:pk>/access/", mailbox_views.grant_access, name="mailbox_grant_access"),
+    path(
+        "mailboxes/<int:pk>/access/<int:user_id>/revoke/",
+        mailbox_views.revoke_access,
+        name="mailbox_revoke_access",
+    ),
     path("", include("accounts.urls")),
     path("", include("mailweb.inbox_urls")),
 ]

@@ -1,0 +1,403 @@
+#!/usr/bin/env python
+"""IMAP sync benchmark: Mailweb's sync engine against mbsync (isync), on the same Dovecot.
+
+One run does everything (see bench/README.md):
+
+1. generate the corpus (``bench/corpus.py``; cached under ``bench/.cache``) and APPEND it to the
+   INBOX of a fresh local Dovecot (the test stand-in from ``tests/fakes``, implicit TLS);
+2. mbsync pulls INBOX into a Maildir (initial), then runs again with nothing to do (resync);
+3. Mailweb: a fresh PostgreSQL database, the mailbox added as a password IMAP mailbox, a real
+   Celery worker (solo pool, so the sync runs in the worker process) syncs it; measured: time
+   to the newest 50 conversations being queryable, time to the whole initial sync (fetch,
+   parse, blobs, threading, PostgreSQL rows and full-text index), then no-change resyncs,
+   and the worker's peak RSS;
+4. the store is checked against the server (same messages, no duplicates) and the figures are
+   printed and written to ``bench/results/<timestamp>.json``.
+
+Usage (PostgreSQL and Redis must be reachable; the database named by --db is dropped and
+re-created)::
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379/12 \\
+        .venv/bin/python bench/imap_bench.py [--messages 10000] [--seed 1] [--db mailweb_bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.corpus import generate  # noqa: E402
+
+USER = "bench@bench.example"
+PASSWORD = "bench-password-1"  # a throwaway local Dovecot user
+
+
+# --- corpus ----------------------------------------------------------------------------------
+
+
+def corpus_path(count: int, seed: int) -> Path:
+    """The corpus as length-prefixed records, generated once per (count, seed)."""
+    path = ROOT / "bench" / ".cache" / f"corpus-{count}-{seed}.bin"
+    if path.exists():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    with partial.open("wb") as out:
+        for date, raw in generate(count, seed):
+            out.write(struct.pack(">dI", date.timestamp(), len(raw)))
+            out.write(raw)
+    partial.rename(path)
+    return path
+
+
+def read_corpus(path: Path) -> Iterator[tuple[datetime, bytes]]:
+    with path.open("rb") as handle:
+        while header := handle.read(12):
+            stamp, length = struct.unpack(">dI", header)
+            yield datetime.fromtimestamp(stamp, tz=UTC), handle.read(length)
+
+
+_HEADER = re.compile(rb"^(Message-ID|References):[ \t]*(.*(?:\r\n[ \t].*)*)", re.I | re.M)
+
+
+def newest_threads(path: Path, count: int = 50) -> set[str]:
+    """Message-IDs of the newest message of each of the ``count`` most recent threads."""
+    root_of: dict[str, str] = {}
+    newest: dict[str, tuple[datetime, str]] = {}
+    for date, raw in read_corpus(path):
+        head = raw.split(b"\r\n\r\n", 1)[0]
+        fields = {m.group(1).lower(): m.group(2) for m in _HEADER.finditer(head)}
+        message_id = fields[b"message-id"].decode().strip().strip("<>")
+        refs = re.findall(rb"<([^>]+)>", fields.get(b"references", b""))
+        root = root_of.get(refs[0].decode(), refs[0].decode()) if refs else message_id
+        root_of[message_id] = root
+        newest[root] = max(newest.get(root, (date, message_id)), (date, message_id))
+    ordered = sorted(newest.values(), reverse=True)[:count]
+    return {message_id for _, message_id in ordered}
+
+
+# --- Dovecot and mbsync ----------------------------------------------------------------------
+
+
+def start_dovecot(workdir: Path) -> Any:
+    from tests.fakes.dovecot import DovecotServer
+
+    server = DovecotServer(workdir / "dovecot", users=[(USER, PASSWORD)], plain_port=False)
+    return server.start()
+
+
+def seed(server: Any, path: Path) -> tuple[int, int]:
+    """APPEND the corpus in chronological order (UIDs follow dates, INTERNALDATE = Date)."""
+    count = size = 0
+    chunk: list[dict[str, Any]] = []
+    with server.admin(USER) as imap:
+        for date, raw in read_corpus(path):
+            chunk.append({"msg": raw, "date": date})
+            count += 1
+            size += len(raw)
+            if len(chunk) == 200:
+                imap.multiappend("INBOX", chunk)
+                chunk = []
+        if chunk:
+            imap.multiappend("INBOX", chunk)
+    return count, size
+
+
+def mbsync_config(workdir: Path, server: Any) -> Path:
+    maildir = workdir / "maildir"
+    maildir.mkdir()
+    config = workdir / "mbsyncrc"
+    config.write_text(
+        f"""IMAPAccount bench
+Host localhost
+Port {server.port}
+User {USER}
+Pass {PASSWORD}
+SSLType IMAPS
+CertificateFile {server.ca_path}
+
+IMAPStore bench-far
+Account bench
+
+MaildirStore bench-near
+Path {maildir}/
+Inbox {maildir}/INBOX
+SubFolders Verbatim
+
+Channel bench
+Far :bench-far:
+Near :bench-near:
+Patterns INBOX
+Create Near
+Sync Pull
+SyncState *
+"""
+    )
+    return config
+
+
+def run_mbsync(config: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run(["mbsync", "-c", str(config), "-q", "bench"], check=True)
+    return time.perf_counter() - started
+
+
+def maildir_count(workdir: Path) -> int:
+    inbox = workdir / "maildir" / "INBOX"
+    return sum(1 for sub in ("cur", "new") for _ in (inbox / sub).iterdir())
+
+
+# --- Mailweb ---------------------------------------------------------------------------------
+
+
+def database_url(base: str, name: str) -> str:
+    parts = urlsplit(base)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+def recreate_database(base: str, name: str) -> None:
+    import psycopg
+
+    parts = urlsplit(base)
+    admin = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def worker_env(db_url: str, redis_url: str, blob_dir: Path, ca_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "mailweb.settings",
+        "DEBUG": "true",
+        "DATABASE_URL": db_url,
+        "REDIS_URL": redis_url,
+        "MAILWEB_BLOB_DIR": str(blob_dir),
+        "MAILWEB_DATA_DIR": str(blob_dir.parent / "data"),
+        "SSL_CERT_FILE": str(ca_path),
+        # One task for the whole initial sync (it would otherwise continue in follow-ups).
+        "MAILWEB_TASK_SOFT_TIME_LIMIT": "7200",
+        "MAILWEB_TASK_TIME_LIMIT": "7300",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_mailweb(
+    server: Any, workdir: Path, expected: int, newest: set[str], db_url: str, redis_url: str
+) -> dict[str, Any]:
+    blob_dir = workdir / "blobs"
+    env = worker_env(db_url, redis_url, blob_dir, server.ca_path)
+    os.environ.update({k: v for k, v in env.items() if k not in os.environ or k != "PATH"})
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from accounts.actions import add_password_mailbox
+    from accounts.models import MailAccount
+    from mailweb.celery import app
+    from mailweb.models import Conversation, Folder, Heartbeat, Message
+    from sync.tasks import sync_mailbox
+
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge("celery")
+    mailbox = add_password_mailbox(
+        USER, imap_host="localhost", imap_port=server.port, username=USER, password=PASSWORD
+    )
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "mailweb",
+            "worker",
+            "--pool=solo",
+            "--loglevel=WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not Heartbeat.objects.filter(name="worker").exists():
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise RuntimeError("the Celery worker did not start")
+            time.sleep(0.05)
+        idle_rss = rss_mb(worker.pid)
+
+        def done() -> bool:
+            folders = Folder.objects.filter(mailbox=mailbox, sync_enabled=True)
+            return folders.exists() and not folders.filter(
+                initial_sync_done_at__isnull=True
+            ).exists()
+
+        started = time.perf_counter()
+        sync_mailbox.delay(mailbox.pk)
+        first_50 = None
+        while True:
+            if worker.poll() is not None:
+                raise RuntimeError("the worker died")
+            if first_50 is None:
+                found = Message.objects.filter(mailbox=mailbox, message_id__in=newest).count()
+                if found == len(newest):
+                    first_50 = time.perf_counter() - started
+            if done():
+                MailAccount.objects.filter(pk=mailbox.pk, last_sync_at__isnull=False).exists()
+                break
+            time.sleep(0.02)
+        initial = time.perf_counter() - started
+        while not MailAccount.objects.filter(pk=mailbox.pk, last_sync_at__isnull=False).exists():
+            time.sleep(0.01)
+        initial_with_status = time.perf_counter() - started
+        peak_initial = peak_rss_mb(worker.pid)
+
+        resyncs = []
+        for _ in range(5):
+            before = MailAccount.objects.get(pk=mailbox.pk).last_sync_at
+            time.sleep(0.2)
+            started = time.perf_counter()
+            sync_mailbox.delay(mailbox.pk)
+            while MailAccount.objects.get(pk=mailbox.pk).last_sync_at == before:
+                time.sleep(0.005)
+            resyncs.append(time.perf_counter() - started)
+
+        stored = Message.objects.filter(mailbox=mailbox)
+        ids = list(stored.values_list("message_id", flat=True))
+        report = {
+            "initial_seconds": initial,
+            "initial_until_status_seconds": initial_with_status,
+            "newest_50_conversations_seconds": first_50,
+            "resync_seconds": resyncs,
+            "resync_median_seconds": statistics.median(resyncs),
+            "worker_rss_idle_mb": idle_rss,
+            "worker_peak_rss_mb": peak_initial,
+            "stored_messages": len(ids),
+            "distinct_message_ids": len(set(ids)),
+            "conversations": Conversation.objects.filter(mailbox=mailbox).count(),
+            "server_messages": expected,
+            "status": MailAccount.objects.get(pk=mailbox.pk).status,
+        }
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_total_relation_size('mailweb_message'), "
+                "pg_total_relation_size('mailweb_conversation')"
+            )
+            messages_bytes, conversations_bytes = cursor.fetchone()
+        report["postgres_message_table_mb"] = messages_bytes / 1e6
+        report["postgres_conversation_table_mb"] = conversations_bytes / 1e6
+        report["blob_store_mb"] = (
+            sum(f.stat().st_size for f in blob_dir.rglob("*") if f.is_file()) / 1e6
+        )
+        return report
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--db", default="mailweb_bench", help="database to (re)create")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args()
+    base_db = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/12")
+    if not shutil.which("mbsync"):
+        sys.exit("mbsync not found: apt-get install isync")
+
+    path = corpus_path(args.messages, args.seed)
+    newest = newest_threads(path)
+    workdir = Path(tempfile.mkdtemp(prefix="mailweb-bench-"))
+    server = start_dovecot(workdir)
+    results: dict[str, Any] = {"messages": args.messages, "seed": args.seed}
+    try:
+        started = time.perf_counter()
+        count, size = seed(server, path)
+        results["corpus_mb"] = size / 1e6
+        results["seed_seconds"] = time.perf_counter() - started
+        print(f"seeded {count} messages ({size / 1e6:.1f} MB)", flush=True)
+
+        config = mbsync_config(workdir, server)
+        results["mbsync_initial_seconds"] = run_mbsync(config)
+        results["mbsync_stored"] = maildir_count(workdir)
+        resyncs = [run_mbsync(config) for _ in range(5)]
+        results["mbsync_resync_seconds"] = resyncs
+        results["mbsync_resync_median_seconds"] = statistics.median(resyncs)
+        print(f"mbsync: initial {results['mbsync_initial_seconds']:.2f}s", flush=True)
+
+        recreate_database(base_db, args.db)
+        results["mailweb"] = bench_mailweb(
+            server, workdir, count, newest, database_url(base_db, args.db), redis_url
+        )
+    finally:
+        server.stop()
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    mailweb = results["mailweb"]
+    results["throughput_messages_per_second"] = {
+        "mbsync": count / results["mbsync_initial_seconds"],
+        "mailweb": count / mailweb["initial_seconds"],
+    }
+    results["initial_throughput_ratio"] = (
+        results["mbsync_initial_seconds"] / mailweb["initial_seconds"]
+    )
+    results["resync_time_ratio"] = (
+        mailweb["resync_median_seconds"] / results["mbsync_resync_median_seconds"]
+    )
+    results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    (out / f"imap-{stamp}.json").write_text(json.dumps(results, indent=2, default=str))
+    print(json.dumps(results, indent=2, default=str))
+    assert mailweb["stored_messages"] == count == mailweb["distinct_message_ids"], mailweb
+
+
+if __name__ == "__main__":
+    main()

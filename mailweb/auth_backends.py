@@ -1,0 +1,84 @@
+"""Password sign-in that slows down guessing: failed attempts are limited per account and per IP.
+
+A drop-in replacement for Django's ``ModelBackend`` (so it also guards the admin's sign-in).
+Counters live in the shared cache with a sliding window; while an account or an address is
+locked, the password is not even checked, and the sign-in page says how long to wait.
+"""
+
+import time
+from typing import Any
+
+from django.contrib.auth.backends import ModelBackend
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
+
+ACCOUNT_LIMIT = 5  # failures per account within WINDOW
+IP_LIMIT = 20  # failures per client address within WINDOW
+WINDOW = 15 * 60  # seconds
+
+
+def client_ip(request: HttpRequest | None) -> str:
+    """REMOTE_ADDR, which the reverse proxy (or gunicorn's forwarded-allow-ips) sets."""
+    if request is None:
+        return "unknown"
+    return str(request.META.get("REMOTE_ADDR") or "unknown")
+
+
+def _keys(username: str, ip: str) -> tuple[str, str]:
+    return f"mailweb:login-fail:acct:{username.strip().lower()}", f"mailweb:login-fail:ip:{ip}"
+
+
+def _failures(key: str) -> list[float]:
+    now = time.time()
+    return [stamp for stamp in cache.get(key, []) if stamp > now - WINDOW]
+
+
+def seconds_locked(username: str, ip: str) -> int:
+    """How long sign-in stays refused for this account or address (0 when allowed)."""
+    account_key, ip_key = _keys(username, ip)
+    waits = []
+    for key, limit in ((account_key, ACCOUNT_LIMIT), (ip_key, IP_LIMIT)):
+        failures = _failures(key)
+        if len(failures) >= limit:
+            waits.append(int(failures[-limit] + WINDOW - time.time()) + 1)
+    return max(waits, default=0)
+
+
+def record_failure(username: str, ip: str) -> None:
+    for key in _keys(username, ip):
+        cache.set(key, [*_failures(key), time.time()][-50:], timeout=WINDOW)
+
+
+def clear_account(username: str) -> None:
+    cache.delete(_keys(username, "")[0])
+
+
+class ThrottledModelBackend(ModelBackend):
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        if username is None:
+            username = kwargs.get("email") or kwargs.get("username")
+        if not username or password is None:
+            return None
+        ip = client_ip(request)
+        wait = seconds_locked(username, ip)
+        if wait:
+            if request is not None:
+                request.login_locked_seconds = wait  # type: ignore[attr-defined]
+            # PermissionDenied stops Django trying other backends and fails the sign-in.
+            raise PermissionDenied("too many failed sign-in attempts")
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if user is None:
+            record_failure(username, ip)
+            wait = seconds_locked(username, ip)
+            if wait and request is not None:
+                request.login_locked_seconds = wait  # type: ignore[attr-defined]
+        else:
+            clear_account(username)
+        return user

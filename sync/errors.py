@@ -1,0 +1,102 @@
+"""What went wrong in a sync, and what it means for the mailbox and for retrying.
+
+* ``reconnect``: a person must act. Token failures are classified by the vault, which has
+  already marked the mailbox; a password the server rejects is marked here through
+  ``accounts.actions.mark_needs_reconnect`` (retrying a wrong password only gets the account
+  locked by the server).
+* ``transient``: network, server busy, token endpoint unavailable, a dropped lease: retry with
+  backoff (honouring ``retry_after`` when the vault gives one).
+* ``error``: anything else (the server refused XOAUTH2 for a token the vault just issued, which
+  usually means IMAP is disabled for the mailbox; or a bug). Recorded and left to the sweep.
+
+Messages are written for the Mailboxes page and never contain a secret.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import logging
+from dataclasses import dataclass
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.db import InterfaceError, OperationalError
+from imapclient.exceptions import IMAPClientError
+
+from accounts import vault
+from accounts.models import MailAccount
+from sync import status
+from sync.discovery import FolderListingError
+from sync.imap.connection import CONNECTION_ERRORS, ImapLoginRejected, ImapUnavailable
+from sync.lease import LeaseLost
+
+log = logging.getLogger(__name__)
+
+TRANSIENT, RECONNECT, ERROR = "transient", "reconnect", "error"
+
+__all__ = ["ERROR", "RECONNECT", "TRANSIENT", "Failure", "classify"]
+
+
+@dataclass
+class Failure:
+    kind: str
+    message: str
+    retry_after: float | None = None
+    mark_reconnect: bool = False
+
+    @property
+    def transient(self) -> bool:
+        return self.kind == TRANSIENT
+
+    def record(self, mailbox_id: int, *, final: bool = False) -> None:
+        """Write the failure to the mailbox; ``final`` means no retry follows."""
+        if self.kind == RECONNECT:
+            if self.mark_reconnect:
+                from accounts import actions
+
+                mailbox = MailAccount.objects.filter(pk=mailbox_id).first()
+                if mailbox is not None:
+                    actions.mark_needs_reconnect(
+                        mailbox, self.message, status_reason="password_rejected"
+                    )
+            return
+        status.record_failure(mailbox_id, self.message, transient=self.transient and not final)
+
+
+def classify(exc: BaseException) -> Failure:
+    if isinstance(exc, vault.NeedsReconnect):
+        return Failure(RECONNECT, str(exc))
+    if isinstance(exc, vault.TokenUnavailable):
+        return Failure(TRANSIENT, str(exc), retry_after=exc.retry_after)
+    if isinstance(exc, ImapLoginRejected):
+        if exc.temporary:
+            return Failure(TRANSIENT, str(exc))
+        if exc.oauth:
+            return Failure(
+                ERROR,
+                f"{exc} Mailweb's token was refused: check that IMAP is enabled for this "
+                "mailbox (Microsoft 365 admin center → user → Mail → Manage email apps) and, "
+                "for a shared mailbox, that the connecting account has Full Access to it.",
+            )
+        return Failure(
+            RECONNECT,
+            f"{exc} Enter the current password (or app password) on the Mailboxes page.",
+            mark_reconnect=True,
+        )
+    if isinstance(exc, ImapUnavailable | LeaseLost):
+        return Failure(TRANSIENT, str(exc))
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return Failure(TRANSIENT, "the sync took longer than its time limit; it continues")
+    if isinstance(exc, CONNECTION_ERRORS):
+        return Failure(TRANSIENT, f"the connection to the IMAP server failed: {_short(exc)}")
+    if isinstance(exc, OperationalError | InterfaceError):
+        return Failure(TRANSIENT, f"database unavailable: {type(exc).__name__}")
+    if isinstance(exc, FolderListingError):
+        return Failure(TRANSIENT, str(exc))
+    if isinstance(exc, IMAPClientError | imaplib.IMAP4.error):
+        return Failure(TRANSIENT, f"the IMAP server refused a command: {_short(exc)}")
+    log.exception("sync failed unexpectedly", exc_info=exc)
+    return Failure(ERROR, f"sync failed: {type(exc).__name__}: {_short(exc)}")
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc)[:300] or type(exc).__name__

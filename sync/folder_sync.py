@@ -1,0 +1,436 @@
+"""Syncing one IMAP folder: new mail, flag changes, expunges and the newest-first backfill.
+
+The cursor on ``Folder`` means: every message with ``lowest_synced_uid <= uid < uidnext`` under
+``uidvalidity`` is stored (or was expunged); ``highestmodseq`` is the MODSEQ up to which flag
+changes (and, with QRESYNC, expunges) are applied. Each batch of messages is written in the same
+transaction as the cursor move that covers it, so a worker killed at any instant resumes exactly
+where the last commit left it: nothing is fetched twice into the store (the database refuses a
+second row for a UID anyway) and nothing is skipped.
+
+A pass runs in phases across all folders (see ``sync.engine``): new mail and flags everywhere
+first, then expunges, then the backfill. Ingesting new copies before deleting vanished ones is
+what keeps a message moved between two synced folders in its conversation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from imapclient import IMAPClient
+
+from accounts.models import MailAccount
+from mailweb.models import Folder, Message
+from sync.imap.fetch import (
+    FetchedMessage,
+    compress_uids,
+    search_uids,
+    state_from_flags,
+    uid_chunks,
+    uid_fetch,
+)
+from sync.imap.session import Capabilities, FolderStatus, select
+from sync.ingest import IncomingMessage, ProviderKey, ServerState, prepare_batch, store_batch
+from sync.lease import Lease
+from sync.store import apply_flags, remove_messages
+
+log = logging.getLogger(__name__)
+
+#: The first batch of a folder is small so the newest conversations show within seconds.
+FIRST_BATCH = 50
+#: A FETCH of whole messages never asks for more than this many bytes (memory stays bounded).
+BATCH_BYTES = 16 * 1024 * 1024
+#: Sizes are looked up for this many UIDs at a time to plan byte-bounded batches.
+SIZE_WINDOW = 2000
+#: Without CONDSTORE, every pass re-reads the flags of this many newest messages; all messages
+#: are re-read every MAILWEB_SYNC_FLAGS_SWEEP_SECONDS.
+RECENT_FLAGS_WINDOW = 500
+#: Flags sweeps and SEARCH comparisons ask for at most this many UIDs per command.
+UID_CHUNK = 5000
+
+
+def batch_size() -> int:
+    return max(1, int(getattr(settings, "MAILWEB_SYNC_BATCH_SIZE", 200)))
+
+
+def flags_sweep_interval() -> timedelta:
+    return timedelta(seconds=int(getattr(settings, "MAILWEB_SYNC_FLAGS_SWEEP_SECONDS", 600)))
+
+
+@dataclass
+class PassStats:
+    new: int = 0
+    flags: int = 0
+    removed: int = 0
+    batches: int = 0
+
+
+@dataclass
+class Progress:
+    """Reported after every committed batch (``manage.py syncnow`` draws its bar from it)."""
+
+    folder: str
+    synced: int
+    total: int
+
+
+@dataclass
+class PassContext:
+    mailbox: MailAccount
+    client: IMAPClient
+    capabilities: Capabilities
+    lease: Lease
+    deadline: float | None = None  # time.monotonic() value; None = no limit
+    progress: Callable[[Progress], None] | None = None
+    stats: PassStats = field(default_factory=PassStats)
+    selected: str | None = None
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+
+class FolderSync:
+    """The work on one folder within one pass (one IMAP connection)."""
+
+    def __init__(self, ctx: PassContext, folder: Folder) -> None:
+        self.ctx = ctx
+        self.folder = folder
+        self.status: FolderStatus | None = None
+        self.vanished: list[int] | None = None  # QRESYNC: applied in the expunge phase
+        self.pending_modseq: int | None = None
+        self.check_expunges = False
+        self.server_uids: list[int] | None = None
+
+    # -- selecting --------------------------------------------------------------------------
+
+    @property
+    def client(self) -> IMAPClient:
+        return self.ctx.client
+
+    def _select(self) -> FolderStatus:
+        self.status = select(self.client, self.folder.name)
+        self.ctx.selected = self.folder.name
+        return self.status
+
+    def _ensure_selected(self) -> FolderStatus:
+        if self.ctx.selected != self.folder.name or self.status is None:
+            return self._select()
+        return self.status
+
+    # -- phase 1: new mail, flags, UIDVALIDITY ---------------------------------------------
+
+    def sync_new(self) -> None:
+        status = self._select()
+        folder = self.folder
+        if folder.uidvalidity is None:
+            self._start(status)
+        elif status.uidvalidity != folder.uidvalidity:
+            from sync.reconcile import reconcile_uidvalidity
+
+            reconcile_uidvalidity(self, status)
+        else:
+            self._fetch_new(status)
+            self._changes(status)
+        if folder.initial_sync_done_at is None:
+            self.backfill(max_batches=1)
+
+    def _start(self, status: FolderStatus) -> None:
+        """First sight of the folder (or of a new UIDVALIDITY with nothing stored)."""
+        uidnext = status.uidnext or self._uidnext_fallback()
+        now = timezone.now()
+        done = status.exists == 0
+        self._save_cursor(
+            uidvalidity=status.uidvalidity,
+            uidnext=uidnext,
+            lowest_synced_uid=1 if done else uidnext,
+            highestmodseq=status.highestmodseq if self.ctx.capabilities.condstore else None,
+            server_count=status.exists,
+            synced_count=0,
+            initial_sync_started_at=now,
+            initial_sync_done_at=now if done else None,
+            last_flags_sweep_at=now,
+        )
+
+    def _uidnext_fallback(self) -> int:
+        uids = search_uids(self.client, 1)
+        return (uids[-1] + 1) if uids else 1
+
+    def _fetch_new(self, status: FolderStatus) -> None:
+        folder = self.folder
+        assert folder.uidnext is not None
+        if status.uidnext is not None and status.uidnext <= folder.uidnext:
+            if folder.server_count != status.exists:
+                self._save_cursor(server_count=status.exists)
+            return
+        uids = search_uids(self.client, folder.uidnext)
+        for batch in self._batches(uids):
+            fetched = self._fetch_bodies(batch)
+            self._commit(fetched, {"uidnext": max(batch) + 1}, reopen=True)
+        final = max([status.uidnext or 0, folder.uidnext, *(uid + 1 for uid in uids[-1:])])
+        self._save_cursor(uidnext=final, server_count=status.exists)
+
+    def _changes(self, status: FolderStatus) -> None:
+        """Flag changes (CHANGEDSINCE or a sweep) and whether expunges need looking for."""
+        folder, capabilities = self.folder, self.ctx.capabilities
+        if capabilities.condstore and status.highestmodseq and folder.highestmodseq:
+            if status.highestmodseq == folder.highestmodseq:
+                # Nothing changed since the last pass; with QRESYNC that includes expunges.
+                self.check_expunges = not capabilities.qresync and self._count_differs(status)
+                return
+            modifiers = [f"CHANGEDSINCE {folder.highestmodseq}"]
+            if capabilities.qresync:
+                modifiers.append("VANISHED")
+            result = uid_fetch(self.client, "1:*", ["FLAGS"], modifiers)
+            changes = {uid: state_from_flags(m.flags) for uid, m in result.messages.items()}
+            modseqs = {uid: m.modseq for uid, m in result.messages.items()}
+            with transaction.atomic():
+                self.ctx.lease.check()
+                changed = apply_flags(folder, folder.uidvalidity or 0, changes, modseqs)
+                if not capabilities.qresync:
+                    self._save_cursor(highestmodseq=status.highestmodseq)
+            self.ctx.stats.flags += changed
+            if capabilities.qresync:
+                self.vanished = result.vanished
+                self.pending_modseq = status.highestmodseq
+            else:
+                self.check_expunges = self._count_differs(status)
+            return
+        self._sweep_flags(status)
+        self.check_expunges = self._count_differs(status)
+
+    def _sweep_flags(self, status: FolderStatus) -> None:
+        """Re-read FLAGS: the newest messages every pass, all of them periodically."""
+        folder = self.folder
+        now = timezone.now()
+        full = (
+            folder.last_flags_sweep_at is None
+            or now - folder.last_flags_sweep_at >= flags_sweep_interval()
+        )
+        stored = Message.objects.filter(folder=folder, uidvalidity=folder.uidvalidity)
+        if full:
+            uids = list(stored.order_by("uid").values_list("uid", flat=True))
+        else:
+            uids = sorted(
+                stored.order_by("-uid").values_list("uid", flat=True)[:RECENT_FLAGS_WINDOW]
+            )
+        changes: dict[int, tuple[bool, bool, bool, bool]] = {}
+        for chunk in uid_chunks(uids, UID_CHUNK):
+            result = uid_fetch(self.client, f"{chunk[0]}:{chunk[-1]}", ["FLAGS"])
+            for uid, message in result.messages.items():
+                changes[uid] = state_from_flags(message.flags)
+        with transaction.atomic():
+            self.ctx.lease.check()
+            changed = apply_flags(folder, folder.uidvalidity or 0, changes)
+            extra: dict[str, Any] = {}
+            if status.highestmodseq and self.ctx.capabilities.condstore:
+                extra["highestmodseq"] = status.highestmodseq
+            if full:
+                self._save_cursor(last_flags_sweep_at=now, **extra)
+            elif extra:
+                self._save_cursor(**extra)
+        self.ctx.stats.flags += changed
+
+    def _count_differs(self, status: FolderStatus) -> bool:
+        """Could something have been expunged? Exact once the initial sync is done: every
+        message below the SELECT's UIDNEXT is stored, so equal counts mean equal sets."""
+        folder = self.folder
+        if folder.initial_sync_done_at is None or status.uidnext is None:
+            return True
+        stored = Message.objects.filter(
+            folder=folder, uidvalidity=folder.uidvalidity, uid__lt=status.uidnext
+        ).count()
+        return stored != status.exists
+
+    # -- phase 2: expunges ------------------------------------------------------------------
+
+    def apply_expunges(self) -> None:
+        folder = self.folder
+        if folder.uidvalidity is None:
+            return
+        if self.vanished is not None:
+            gone = [uid for uid in self.vanished if folder.uidnext and uid < folder.uidnext]
+            with transaction.atomic():
+                self.ctx.lease.check()
+                removed = self._remove(gone)
+                self._save_cursor(highestmodseq=self.pending_modseq)
+            self.vanished = None
+            self.ctx.stats.removed += removed
+            return
+        if not self.check_expunges:
+            return
+        status = self._ensure_selected()
+        server = search_uids(self.client, 1)
+        self.server_uids = server
+        present = set(server)
+        low = folder.lowest_synced_uid or folder.uidnext or 1
+        stored = Message.objects.filter(
+            folder=folder, uidvalidity=folder.uidvalidity, uid__gte=low, uid__lt=folder.uidnext
+        ).values_list("uid", flat=True)
+        gone = [uid for uid in stored if uid not in present]
+        if gone:
+            with transaction.atomic():
+                self.ctx.lease.check()
+                removed = self._remove(gone)
+                self._save_cursor(server_count=status.exists)
+            self.ctx.stats.removed += removed
+        self.check_expunges = False
+
+    def _remove(self, uids: Sequence[int]) -> int:
+        if not uids:
+            return 0
+        folder = self.folder
+        removed = 0
+        for chunk in uid_chunks(list(uids), UID_CHUNK):
+            query = Q(folder=folder, uidvalidity=folder.uidvalidity, uid__in=chunk)
+            removed += remove_messages(self.ctx.mailbox, query)
+        if removed:
+            Folder.objects.filter(pk=folder.pk).update(synced_count=F("synced_count") - removed)
+            folder.synced_count = max(0, folder.synced_count - removed)
+        return removed
+
+    # -- phase 3: backfill ------------------------------------------------------------------
+
+    def backfill(self, *, max_batches: int | None = None) -> bool:
+        """Fetch older messages newest first; returns True when the folder is complete."""
+        folder = self.folder
+        if folder.initial_sync_done_at is not None:
+            return True
+        if folder.uidvalidity is None or self.ctx.out_of_time():
+            return False
+        self._ensure_selected()
+        lowest = folder.lowest_synced_uid or folder.uidnext or 1
+        if self.server_uids is not None:
+            candidates = [uid for uid in self.server_uids if uid < lowest]
+        else:
+            candidates = search_uids(self.client, 1, lowest - 1)
+        present = set(
+            Message.objects.filter(
+                folder=folder, uidvalidity=folder.uidvalidity, uid__lt=lowest
+            ).values_list("uid", flat=True)
+        )
+        todo = sorted((uid for uid in candidates if uid not in present), reverse=True)
+        if not todo:
+            self._finish_initial()
+            return True
+        first = folder.synced_count == 0
+        done_batches = 0
+        remaining = len(todo)
+        for batch in self._batches(todo, first_count=FIRST_BATCH if first else None):
+            fetched = self._fetch_bodies(batch)
+            remaining -= len(batch)
+            if remaining == 0:
+                cursor: dict[str, Any] = {
+                    "lowest_synced_uid": 1,
+                    "initial_sync_done_at": timezone.now(),
+                }
+            else:
+                cursor = {"lowest_synced_uid": min(batch)}
+            self._commit(fetched, cursor, reopen=False)
+            done_batches += 1
+            if remaining == 0:
+                return True
+            if (max_batches is not None and done_batches >= max_batches) or self.ctx.out_of_time():
+                return False
+        return folder.initial_sync_done_at is not None
+
+    def _finish_initial(self) -> None:
+        self._save_cursor(lowest_synced_uid=1, initial_sync_done_at=timezone.now())
+
+    # -- fetching and committing ------------------------------------------------------------
+
+    def _batches(
+        self, uids: Sequence[int], *, first_count: int | None = None
+    ) -> Iterator[list[int]]:
+        """Split ``uids`` (in the order given) into batches bounded by count and bytes."""
+        limit = batch_size()
+        if len(uids) <= min(limit, first_count or limit, 20):
+            if uids:
+                yield list(uids)
+            return
+        count_limit = first_count or limit
+        current: list[int] = []
+        current_bytes = 0
+        for window in uid_chunks(list(uids), SIZE_WINDOW):
+            sizes = uid_fetch(self.client, compress_uids(window), ["RFC822.SIZE"]).messages
+            for uid in window:
+                if uid not in sizes:
+                    continue  # expunged since the search
+                size = sizes[uid].size or 0
+                if current and (
+                    len(current) >= count_limit or current_bytes + size > BATCH_BYTES
+                ):
+                    yield current
+                    current, current_bytes = [], 0
+                    count_limit = limit
+                current.append(uid)
+                current_bytes += size
+        if current:
+            yield current
+
+    def _fetch_bodies(self, uids: Sequence[int]) -> list[FetchedMessage]:
+        items = ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"]
+        if self.ctx.capabilities.condstore:
+            items.append("MODSEQ")
+        result = uid_fetch(self.client, compress_uids(uids), items)
+        # In the order asked for (newest first during the backfill, oldest first for new mail).
+        return [result.messages[uid] for uid in uids if uid in result.messages]
+
+    def _commit(
+        self, fetched: list[FetchedMessage], cursor: dict[str, Any], *, reopen: bool
+    ) -> None:
+        """Store a batch and move the cursor over it in one transaction."""
+        folder = self.folder
+        items = [
+            IncomingMessage(
+                raw=message.body,
+                key=ProviderKey(folder=folder, uidvalidity=folder.uidvalidity, uid=message.uid),
+                state=_server_state(message),
+            )
+            for message in fetched
+            if message.body is not None
+        ]
+        prepared = prepare_batch(self.ctx.mailbox, items)
+        with transaction.atomic():
+            self.ctx.lease.check()
+            results = store_batch(prepared, reopen=reopen)
+            created = sum(1 for _, was_created in results if was_created)
+            self._save_cursor(synced_delta=created, **cursor)
+        self.ctx.stats.new += created
+        self.ctx.stats.batches += 1
+        if self.ctx.progress is not None:
+            total = max(folder.server_count, folder.synced_count)
+            self.ctx.progress(Progress(folder.name, folder.synced_count, total))
+
+    def _save_cursor(self, *, synced_delta: int = 0, **fields: Any) -> None:
+        """Update the folder row (inside the caller's transaction) and this copy of it."""
+        folder = self.folder
+        updates: dict[str, Any] = dict(fields)
+        updates["last_synced_at"] = timezone.now()
+        if synced_delta:
+            updates["synced_count"] = F("synced_count") + synced_delta
+        Folder.objects.filter(pk=folder.pk).update(**updates)
+        for name, value in fields.items():
+            setattr(folder, name, value)
+        folder.last_synced_at = updates["last_synced_at"]
+        if synced_delta:
+            folder.synced_count += synced_delta
+
+
+def _server_state(message: FetchedMessage) -> ServerState:
+    seen, flagged, answered, draft = state_from_flags(message.flags)
+    return ServerState(
+        seen=seen,
+        flagged=flagged,
+        answered=answered,
+        draft=draft,
+        received_at=message.internaldate,
+        modseq=message.modseq,
+    )

@@ -1,0 +1,200 @@
+"""Opening an authenticated IMAP session for a mailbox.
+
+``open_imap(mailbox)`` is the one way Mailweb talks IMAP: the sync engine, the IDLE watcher and
+the sender (APPENDing replies to the Sent folder) all use it. TLS is always verified, against
+``SSL_CERT_FILE`` when set (a custom CA) or the system store. Microsoft mailboxes log in with
+XOAUTH2 (user = the mailbox's own address, which for a shared mailbox is the shared address, and
+the delegate's access token from the vault); plain IMAP mailboxes log in with the password the
+vault keeps.
+
+Errors are translated into three kinds so callers can react without knowing imaplib:
+
+* ``accounts.vault.NeedsReconnect`` / ``TokenUnavailable`` come straight from the vault, which
+  alone decides whether a grant is dead (and marks the mailbox);
+* ``ImapLoginRejected``: the server refused credentials the vault believed good (IMAP disabled
+  for the mailbox, a wrong password, a token the server rejects);
+* ``ImapUnavailable``: the network or the server failed (retry with backoff).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import imaplib
+import logging
+import os
+import socket
+import ssl
+from collections.abc import Iterator
+
+from django.conf import settings
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError, LoginError
+
+from accounts import vault
+from accounts.models import MailAccount
+from mailweb.env import host_and_port
+
+log = logging.getLogger(__name__)
+
+#: The resource whose access tokens Exchange Online accepts for IMAP and SMTP.
+OUTLOOK_RESOURCE = "https://outlook.office.com"
+IMAP_METHODS = frozenset({MailAccount.Method.MICROSOFT_IMAP, MailAccount.Method.IMAP_PASSWORD})
+DEFAULT_TIMEOUT = 60.0
+
+__all__ = [
+    "IMAP_METHODS",
+    "OUTLOOK_RESOURCE",
+    "ImapError",
+    "ImapLoginRejected",
+    "ImapUnavailable",
+    "imap_endpoint",
+    "imap_session",
+    "open_imap",
+    "tls_context",
+]
+
+
+class ImapError(Exception):
+    """Base class of the errors ``open_imap`` raises besides the vault's own."""
+
+
+class ImapUnavailable(ImapError):
+    """The server could not be reached or dropped the connection: retry later."""
+
+
+class ImapLoginRejected(ImapError):
+    """The server refused the credentials (IMAP disabled, wrong password, token rejected).
+
+    ``temporary`` is set when the server said so (``[UNAVAILABLE]``: its authentication
+    backend is down), which is worth a retry rather than a person's attention.
+    """
+
+    def __init__(self, message: str, *, oauth: bool, temporary: bool = False) -> None:
+        super().__init__(message)
+        self.oauth = oauth
+        self.temporary = temporary
+
+
+#: What a dropped connection or a misbehaving server looks like from imapclient and imaplib.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # socket errors, timeouts, TLS errors (ssl.SSLError is an OSError)
+    imaplib.IMAP4.abort,
+    IMAPClient.AbortError,
+)
+
+
+def tls_context() -> ssl.SSLContext:
+    """A verifying client context; ``SSL_CERT_FILE`` (if set) is the trusted CA bundle."""
+    cafile = os.environ.get("SSL_CERT_FILE") or None
+    context = ssl.create_default_context(cafile=cafile)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def imap_endpoint(mailbox: MailAccount) -> tuple[str, int, str]:
+    """``(host, port, security)`` for the mailbox; security is ``"ssl"`` or ``"starttls"``."""
+    if mailbox.method == MailAccount.Method.MICROSOFT_IMAP:
+        host, port = host_and_port(settings.MICROSOFT_IMAP_HOST, 993)
+        return host, port, "ssl"
+    if mailbox.method == MailAccount.Method.IMAP_PASSWORD:
+        if not mailbox.imap_host:
+            raise ImapError(f"{mailbox.address} has no IMAP host configured")
+        return mailbox.imap_host, mailbox.imap_port or 993, mailbox.imap_security or "ssl"
+    raise ImapError(f"{mailbox.address} does not use IMAP (method {mailbox.method})")
+
+
+def open_imap(mailbox: MailAccount, *, timeout: float = DEFAULT_TIMEOUT) -> IMAPClient:
+    """An IMAPClient logged in to ``mailbox`` over verified TLS; the caller logs out.
+
+    Raises ``vault.NeedsReconnect`` / ``vault.TokenUnavailable`` (credentials),
+    ``ImapLoginRejected`` (the server said no) or ``ImapUnavailable`` (network, server).
+    Datetimes from the client are timezone-aware (``normalise_times`` off).
+    """
+    host, port, security = imap_endpoint(mailbox)
+    # Credentials first: no point connecting when the grant is gone, and a vault refresh must
+    # not happen while a server connection idles towards its timeout.
+    secret = _secret(mailbox)
+    context = tls_context()
+    try:
+        client = IMAPClient(
+            host, port, ssl=security == "ssl", ssl_context=context, timeout=timeout
+        )
+    except CONNECTION_ERRORS as exc:
+        raise ImapUnavailable(f"cannot connect to {host}:{port}: {_describe(exc)}") from None
+    client.normalise_times = False
+    try:
+        if security == "starttls":
+            client.starttls(context)
+        _login(client, mailbox, secret)
+    except LoginError as exc:
+        _close(client)
+        text = _server_text(exc)
+        raise ImapLoginRejected(
+            f"{host} rejected the login for {mailbox.login_name}: {text}",
+            oauth=mailbox.uses_oauth,
+            temporary="[UNAVAILABLE]" in text.upper(),
+        ) from None
+    except CONNECTION_ERRORS as exc:
+        _close(client)
+        raise ImapUnavailable(f"connection to {host}:{port} failed: {_describe(exc)}") from None
+    except IMAPClientError as exc:
+        _close(client)
+        raise ImapUnavailable(f"{host} answered unexpectedly: {_server_text(exc)}") from None
+    except BaseException:
+        _close(client)
+        raise
+    return client
+
+
+@contextlib.contextmanager
+def imap_session(mailbox: MailAccount, *, timeout: float = DEFAULT_TIMEOUT) -> Iterator[IMAPClient]:
+    """``open_imap`` as a context manager that always logs out (or drops) the connection."""
+    client = open_imap(mailbox, timeout=timeout)
+    try:
+        yield client
+    finally:
+        close_quietly(client)
+
+
+def close_quietly(client: IMAPClient) -> None:
+    """LOGOUT, or just drop the socket when the connection is already broken."""
+    _close(client)
+
+
+def _secret(mailbox: MailAccount) -> str:
+    if mailbox.uses_oauth:
+        return vault.get_access_token(mailbox, OUTLOOK_RESOURCE)
+    return vault.get_password(mailbox)
+
+
+def _login(client: IMAPClient, mailbox: MailAccount, secret: str) -> None:
+    if mailbox.uses_oauth:
+        # For a shared mailbox the user is the shared address; the token is the delegate's.
+        client.oauth2_login(mailbox.address, secret)
+    else:
+        client.login(mailbox.login_name, secret)
+
+
+def _close(client: IMAPClient) -> None:
+    try:
+        client.logout()
+    except Exception:
+        with contextlib.suppress(Exception):
+            client.shutdown()
+
+
+def _server_text(exc: BaseException) -> str:
+    """The server's words, without anything that could echo a credential."""
+    text = str(exc)
+    for marker in ("auth=Bearer", "Bearer "):
+        if marker in text:
+            return "authentication failed"
+    return text[:300]
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return "timed out"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate not trusted ({exc.verify_message})"
+    return f"{type(exc).__name__}: {exc}"[:300]

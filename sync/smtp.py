@@ -1,0 +1,155 @@
+"""Submitting a message over SMTP: XOAUTH2 for Microsoft mailboxes, a password otherwise.
+
+TLS is always verified (STARTTLS on 587, or implicit TLS on 465) with the same context as IMAP,
+so ``SSL_CERT_FILE`` names a custom CA. Errors come out as two kinds the outbox task branches
+on: ``TransientSendError`` (try again later: network, 4xx, a token that could not be had right
+now) and ``PermanentSendError`` (a person must act: 5xx, refused credentials, a mailbox that
+needs reconnecting). Neither message ever contains a credential.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+from collections.abc import Callable
+
+from django.conf import settings
+
+from accounts import vault
+from accounts.models import MailAccount
+from mailweb.env import host_and_port
+from sync.imap.connection import tls_context
+
+OUTLOOK_RESOURCE = "https://outlook.office.com"
+TIMEOUT = 60.0
+
+__all__ = [
+    "PermanentSendError",
+    "SendError",
+    "TransientSendError",
+    "smtp_endpoint",
+    "submit",
+    "xoauth2_string",
+]
+
+
+class SendError(Exception):
+    """Base class; the message is shown to people next to the failed reply."""
+
+
+class TransientSendError(SendError):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentSendError(SendError):
+    pass
+
+
+def smtp_endpoint(mailbox: MailAccount) -> tuple[str, int, str]:
+    """``(host, port, security)``; security is ``"starttls"`` or ``"ssl"``."""
+    if mailbox.uses_oauth:
+        host, port = host_and_port(settings.MICROSOFT_SMTP_HOST, 587)
+        return host, port, "ssl" if port == 465 else "starttls"
+    if not mailbox.smtp_host:
+        raise PermanentSendError(f"{mailbox.address} has no SMTP server configured.")
+    return mailbox.smtp_host, mailbox.smtp_port or 587, mailbox.smtp_security or "starttls"
+
+
+def xoauth2_string(user: str, token: str) -> str:
+    """The SASL XOAUTH2 initial client response (before base64, which smtplib adds)."""
+    return f"user={user}\x01auth=Bearer {token}\x01\x01"
+
+
+def _xoauth2_responder(user: str, token: str) -> Callable[..., str]:
+    """smtplib calls this once per 334 challenge: first the credentials, then (after the
+    server answered with an error challenge) an empty line, as the protocol requires."""
+    calls = {"n": 0}
+
+    def respond(challenge: bytes | None = None) -> str:
+        calls["n"] += 1
+        return xoauth2_string(user, token) if calls["n"] == 1 else ""
+
+    return respond
+
+
+def _connect(host: str, port: int, security: str, context: ssl.SSLContext) -> smtplib.SMTP:
+    local = socket.getfqdn() if not settings.DEBUG else "localhost"
+    if security == "ssl":
+        return smtplib.SMTP_SSL(host, port, timeout=TIMEOUT, context=context, local_hostname=local)
+    client = smtplib.SMTP(host, port, timeout=TIMEOUT, local_hostname=local)
+    client.ehlo()
+    if not client.has_extn("starttls"):
+        client.close()
+        raise PermanentSendError(f"{host} does not offer STARTTLS; Mailweb never sends in clear.")
+    client.starttls(context=context)
+    client.ehlo()
+    return client
+
+
+def _authenticate(client: smtplib.SMTP, mailbox: MailAccount) -> None:
+    try:
+        if mailbox.uses_oauth:
+            token = vault.get_access_token(mailbox, OUTLOOK_RESOURCE)
+            # The response goes on its own line (no SASL-IR): Dovecot-like peers reject long
+            # initial responses, and Exchange accepts both forms.
+            client.auth(
+                "XOAUTH2", _xoauth2_responder(mailbox.address, token), initial_response_ok=False
+            )
+        else:
+            client.login(mailbox.login_name, vault.get_password(mailbox))
+    except vault.NeedsReconnect as exc:
+        raise PermanentSendError(f"The mailbox must be reconnected: {exc}") from None
+    except vault.TokenUnavailable as exc:
+        raise TransientSendError(f"No access token right now: {exc}", exc.retry_after) from None
+    except smtplib.SMTPAuthenticationError as exc:
+        raise PermanentSendError(
+            f"The SMTP server refused the credentials ({exc.smtp_code}). Check that "
+            "authenticated SMTP is enabled for this mailbox."
+        ) from None
+    except smtplib.SMTPNotSupportedError:
+        raise PermanentSendError("The SMTP server does not support this sign-in method.") from None
+
+
+def submit(mailbox: MailAccount, sender: str, recipients: list[str], raw: bytes) -> dict[str, str]:
+    """Send ``raw`` to ``recipients``; returns refusals of individual recipients (address ->
+    reason) when others were accepted. Raises TransientSendError / PermanentSendError."""
+    host, port, security = smtp_endpoint(mailbox)
+    context = tls_context()
+    client: smtplib.SMTP | None = None
+    try:
+        client = _connect(host, port, security, context)
+        _authenticate(client, mailbox)
+        refused = client.sendmail(sender, recipients, raw)
+        return {
+            address: f"{code} {reason.decode(errors='replace')}"
+            for address, (code, reason) in refused.items()
+        }
+    except smtplib.SMTPRecipientsRefused as exc:
+        reasons = "; ".join(
+            f"{address}: {code} {reason.decode(errors='replace')}"
+            for address, (code, reason) in exc.recipients.items()
+        )
+        if all(400 <= code < 500 for code, _ in exc.recipients.values()):
+            raise TransientSendError(f"Recipients deferred: {reasons}") from None
+        raise PermanentSendError(f"Every recipient was refused: {reasons}") from None
+    except smtplib.SMTPResponseException as exc:
+        text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else ""
+        message = f"The SMTP server answered {exc.smtp_code} {text}".strip()
+        if 400 <= exc.smtp_code < 500:
+            raise TransientSendError(message) from None
+        raise PermanentSendError(message) from None
+    except ssl.SSLCertVerificationError as exc:
+        raise PermanentSendError(
+            f"The SMTP server's TLS certificate is not trusted ({exc.verify_message})."
+        ) from None
+    except (smtplib.SMTPServerDisconnected, smtplib.SMTPException, OSError) as exc:
+        raise TransientSendError(f"Could not reach {host}:{port} ({type(exc).__name__}).") from None
+    finally:
+        if client is not None:
+            try:
+                client.quit()
+            except Exception:
+                client.close()

@@ -1,0 +1,179 @@
+"""The Mailboxes page: state, progress, access, adding IMAP mailboxes, disconnecting."""
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from accounts import actions, vault
+from accounts.models import MailAccount, MailboxAccess, User
+from mailweb.models import Conversation, Folder, Message
+from mailweb.views.mailboxes import format_duration
+
+
+@pytest.fixture
+def admin_client(client: Client, admin_user: User) -> Client:
+    client.force_login(admin_user)
+    return client
+
+
+def test_lists_mailboxes_with_state_and_progress(
+    admin_client: Client, member_with_access: User, mailbox: MailAccount
+) -> None:
+    mailbox.last_sync_at = timezone.now() - timedelta(minutes=3)
+    mailbox.save()
+    Folder.objects.create(
+        mailbox=mailbox,
+        name="INBOX",
+        sync_enabled=True,
+        server_count=400,
+        synced_count=100,
+        initial_sync_started_at=timezone.now() - timedelta(seconds=60),
+    )
+    broken = MailAccount.objects.create(
+        address="sales@contoso.example",
+        method=MailAccount.Method.MICROSOFT_IMAP,
+        is_shared=True,
+        delegate_address="ada@contoso.example",
+        status=MailAccount.Status.NEEDS_RECONNECT,
+        last_error="Microsoft revoked Mailweb's access to this mailbox. (AADSTS50173)",
+    )
+    html = admin_client.get("/mailboxes/").content.decode()
+    assert "support@example.com" in html and "IMAP with password" in html
+    assert "3\xa0minutes ago" in html
+    assert '<progress max="400" value="100"' in html
+    assert "100 of 400 messages" in html and "about 3 minutes left" in html
+    assert member_with_access.email in html  # who has access
+    assert "sales@contoso.example" in html and "shared mailbox" in html
+    assert "reached as ada@contoso.example" in html
+    assert "Needs reconnect" in html and "AADSTS50173" in html
+    assert f'href="/mailboxes/{broken.pk}/reconnect/"' in html
+    assert f'href="/mailboxes/{mailbox.pk}/disconnect/"' in html
+    assert "css/mailboxes.css" in html
+
+
+def test_empty_and_unconfigured_states(admin_client: Client, settings: Any) -> None:
+    settings.MICROSOFT_CLIENT_ID = ""
+    html = admin_client.get("/mailboxes/").content.decode()
+    assert "No mailboxes yet" in html
+    assert "MICROSOFT_CLIENT_ID" in html
+
+
+def test_grant_and_revoke_access(admin_client: Client, mailbox: MailAccount, member: User) -> None:
+    html = admin_client.get("/mailboxes/").content.decode()
+    assert f'<option value="{member.pk}">' in html
+    response = admin_client.post(f"/mailboxes/{mailbox.pk}/access/", {"user": member.pk})
+    assert response.status_code == 302
+    assert MailboxAccess.objects.filter(mailbox=mailbox, user=member).exists()
+    assert f'<option value="{member.pk}">' not in admin_client.get("/mailboxes/").content.decode()
+    response = admin_client.post(f"/mailboxes/{mailbox.pk}/access/{member.pk}/revoke/")
+    assert response.status_code == 302
+    assert not MailboxAccess.objects.filter(mailbox=mailbox, user=member).exists()
+
+
+def test_grant_rejects_admins_and_unknown_users(
+    admin_client: Client, mailbox: MailAccount, admin_user: User
+) -> None:
+    admin_client.post(f"/mailboxes/{mailbox.pk}/access/", {"user": admin_user.pk})
+    admin_client.post(f"/mailboxes/{mailbox.pk}/access/", {"user": 999999})
+    assert not MailboxAccess.objects.exists()
+
+
+def test_add_imap_mailbox_form(admin_client: Client) -> None:
+    page = admin_client.get("/mailboxes/add-imap/?address=new@example.org")
+    assert page.status_code == 200 and b'value="new@example.org"' in page.content
+    response = admin_client.post(
+        "/mailboxes/add-imap/",
+        {
+            "address": "new@example.org",
+            "imap_host": "imap.example.org",
+            "imap_port": 993,
+            "username": "",
+            "password": "s3cret-password",
+            "smtp_host": "smtp.example.org",
+            "smtp_port": 587,
+        },
+    )
+    assert response.status_code == 302
+    mailbox = MailAccount.objects.get(address="new@example.org")
+    assert mailbox.username == "new@example.org" and mailbox.imap_host == "imap.example.org"
+    assert vault.get_password(mailbox) == "s3cret-password"
+    assert b"s3cret-password" not in admin_client.get("/mailboxes/").content
+
+
+def test_add_imap_rejects_bad_input_and_microsoft_addresses(admin_client: Client) -> None:
+    actions.connect_microsoft_mailbox(
+        "ms@contoso.example", method="microsoft_imap", tenant_id="t", refresh_token="r"
+    )
+    response = admin_client.post(
+        "/mailboxes/add-imap/",
+        {
+            "address": "MS@contoso.example",
+            "imap_host": "imap.example.org",
+            "imap_port": 993,
+            "password": "pw",
+            "smtp_port": 587,
+        },
+    )
+    assert response.status_code == 200 and b"connected with Microsoft" in response.content
+    bad = admin_client.post(
+        "/mailboxes/add-imap/",
+        {"address": "x@y.org", "imap_host": "bad host/", "imap_port": 70000, "password": "p"},
+    )
+    assert bad.status_code == 200 and b"Enter a host name" in bad.content
+    assert MailAccount.objects.count() == 1
+
+
+def test_disconnect_confirmation_keeps_mail(admin_client: Client, mailbox: MailAccount) -> None:
+    vault.store_password(mailbox, "pw-to-forget")
+    conversation = Conversation.objects.create(mailbox=mailbox, subject="Hello")
+    Message.objects.create(mailbox=mailbox, conversation=conversation)
+    page = admin_client.get(f"/mailboxes/{mailbox.pk}/disconnect/")
+    assert page.status_code == 200
+    assert b"1 message in 1 conversation" in page.content
+    response = admin_client.post(f"/mailboxes/{mailbox.pk}/disconnect/", {"mail": "keep"})
+    assert response.status_code == 302
+    mailbox.refresh_from_db()
+    assert mailbox.status == MailAccount.Status.DISABLED and bytes(mailbox.credentials) == b""
+    assert Message.objects.filter(mailbox=mailbox).exists()
+    assert b"Disabled" in admin_client.get("/mailboxes/").content
+
+
+def test_disconnect_and_delete_needs_the_address_typed(
+    admin_client: Client, mailbox: MailAccount
+) -> None:
+    conversation = Conversation.objects.create(mailbox=mailbox, subject="Hello")
+    Message.objects.create(mailbox=mailbox, conversation=conversation)
+    refused = admin_client.post(f"/mailboxes/{mailbox.pk}/disconnect/", {"mail": "delete"})
+    assert refused.status_code == 200 and b"Type the address exactly" in refused.content
+    assert MailAccount.objects.filter(pk=mailbox.pk).exists()
+    response = admin_client.post(
+        f"/mailboxes/{mailbox.pk}/disconnect/",
+        {"mail": "delete", "confirm_address": "SUPPORT@example.com"},
+    )
+    assert response.status_code == 302
+    assert not MailAccount.objects.filter(pk=mailbox.pk).exists()
+    assert not Message.objects.exists()
+
+
+def test_reconnect_of_a_password_mailbox_goes_to_the_password_form(
+    admin_client: Client, mailbox: MailAccount
+) -> None:
+    response = admin_client.get(f"/mailboxes/{mailbox.pk}/reconnect/")
+    assert response.status_code == 302
+    assert response["Location"] == "/mailboxes/add-imap/?address=support@example.com"
+
+
+def test_unknown_mailbox_is_404(admin_client: Client, db: None) -> None:
+    assert admin_client.get("/mailboxes/999999/disconnect/").status_code == 404
+    assert admin_client.get("/mailboxes/999999/reconnect/").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(None, ""), (20, "less than a minute"), (60, "about 1 minute"), (5400, "about 1.5 hours")],
+)
+def test_format_duration(seconds: int | None, text: str) -> None:
+    assert format_duration(seconds) == text

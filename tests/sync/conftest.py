@@ -1,0 +1,180 @@
+"""Fixtures for the sync tests: mailboxes on the Dovecot stand-ins, and a real Celery worker.
+
+``imap_account`` creates a fresh user on a Dovecot (the normal one or the Exchange-like one)
+and a Mailweb mailbox for it: Microsoft IMAP with a cached access token minted by the identity
+provider (so no refresh is needed), or a password mailbox added through
+``accounts.actions.add_password_mailbox``. Mailweb reaches Dovecot over verified TLS with the
+test CA (``SSL_CERT_FILE``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings as django_settings
+
+from accounts import vault
+from accounts.models import MailAccount
+from mailweb.models import Folder, Message
+from sync.imap.connection import OUTLOOK_RESOURCE
+from tests.conftest import ROOT, _purge_broker, worker_environment
+from tests.fakes.dovecot import DovecotServer
+from tests.fakes.idp import FakeIdentityProvider
+
+
+@dataclass
+class ImapAccount:
+    """A Dovecot user and the Mailweb mailbox that syncs it."""
+
+    server: DovecotServer
+    address: str
+    mailbox: MailAccount
+
+    def append(self, raw: bytes, folder: str = "INBOX", flags: tuple[bytes, ...] = ()) -> int:
+        return self.server.append(self.address, folder, raw, flags=flags)
+
+    def folder_name(self, special_use: str) -> str:
+        return self.server.folder_name(special_use)
+
+    def server_uids(self, folder: str = "INBOX") -> list[int]:
+        return self.server.uids(self.address, folder)
+
+    def stored_uids(self, folder: str = "INBOX") -> list[int]:
+        row = Folder.objects.get(mailbox=self.mailbox, name=folder)
+        return sorted(
+            Message.objects.filter(folder=row, uidvalidity=row.uidvalidity).values_list(
+                "uid", flat=True
+            )
+        )
+
+    def refresh(self) -> MailAccount:
+        self.mailbox.refresh_from_db()
+        return self.mailbox
+
+
+@pytest.fixture
+def imap_env(monkeypatch: pytest.MonkeyPatch, trust_test_ca: Path) -> Path:
+    """Environment shared with worker subprocesses: trust the test CA."""
+    return trust_test_ca
+
+
+@pytest.fixture
+def imap_account(
+    db: None,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    imap_env: Path,
+    idp: FakeIdentityProvider,
+    dovecot: DovecotServer,
+) -> Callable[..., ImapAccount]:
+    """A factory: ``imap_account(server=None, password=False)`` -> ImapAccount."""
+
+    def make(server: DovecotServer | None = None, *, password: bool = False) -> ImapAccount:
+        server = server or dovecot
+        address = f"box-{uuid.uuid4().hex[:10]}@contoso.example"
+        if password:
+            from accounts.actions import add_password_mailbox
+
+            secret = "pw-" + uuid.uuid4().hex
+            server.add_password_user(address, secret)
+            mailbox = add_password_mailbox(
+                address,
+                imap_host="127.0.0.1",
+                imap_port=server.port,
+                username=address,
+                password=secret,
+            )
+        else:
+            idp.add_user(address)
+            host = f"127.0.0.1:{server.port}"
+            settings.MICROSOFT_IMAP_HOST = host
+            monkeypatch.setenv("MICROSOFT_IMAP_HOST", host)
+            mailbox = MailAccount.objects.create(
+                address=address, method=MailAccount.Method.MICROSOFT_IMAP
+            )
+            vault.store_oauth_tokens(
+                mailbox,
+                "refresh-token-not-used",
+                access_token=idp.mint_access_token(address, lifetime=4 * 3600),
+                resource=OUTLOOK_RESOURCE,
+                expires_at=time.time() + 4 * 3600,
+            )
+        with server.admin(address):
+            pass  # creates the Maildir and the auto folders
+        return ImapAccount(server=server, address=address, mailbox=mailbox)
+
+    return make
+
+
+class Worker:
+    """A real ``celery worker`` subprocess on the test database and broker."""
+
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+        self.extra_env = extra_env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        env = {**worker_environment(), **self.extra_env}
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "mailweb",
+                "worker",
+                "--pool=solo",
+                "--loglevel=WARNING",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no acknowledgement, no rollback beyond what the DB does."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def worker_factory(transactional_db: None) -> Iterator[Callable[..., Worker]]:
+    """Start real Celery workers (stopped after the test): ``worker_factory(extra_env)``."""
+    if not django_settings.CELERY_BROKER_URL.startswith("redis"):
+        pytest.skip("the Celery worker tests need REDIS_URL")
+    _purge_broker()
+    workers: list[Worker] = []
+
+    def start(extra_env: dict[str, str] | None = None) -> Worker:
+        worker = Worker(extra_env).start()
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+    _purge_broker()
