@@ -11,7 +11,6 @@ Pure Python, no Django: tests and workers can call it without settings.
 
 from __future__ import annotations
 
-import codecs
 import datetime as dt
 import email
 import email.errors
@@ -20,14 +19,23 @@ import email.utils
 import html
 import re
 import unicodedata
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import policy
 from email.message import Message
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import unquote
 
 from mailweb.html_safety import html_to_text, sanitize_html
+from sync.mime_headers import (
+    MAX_ID,
+    MAX_ID_HEADER,
+    MAX_REFERENCES,
+    MAX_SUBJECT,
+    Headers,
+    decode_words,
+    parse_date,
+)
+from sync.mime_text import Problems, collapse, decode_bytes, describe_defect, safe_call, scrub
 
 __all__ = [
     "ParsedAttachment",
@@ -40,19 +48,9 @@ __all__ = [
 # The stdlib header parser is super-linear: a 100 KB Content-Type takes seconds, 1 MB minutes.
 # Headers are therefore cut to these sizes before it sees them.
 _MAX_CONTENT_HEADER = 8 * 1024
-_MAX_SUBJECT = 4 * 1024
-_MAX_ADDRESS_HEADER = 32 * 1024
-_MAX_ID_HEADER = 64 * 1024
-_MAX_ID = 998
-_MAX_REFERENCES = 200
 _MAX_PARTS = 1000
 _MAX_DEPTH = 30
-_MAX_ERROR = 500
 _SNIPPET_LENGTH = 200
-
-_UTC = dt.UTC
-_T = TypeVar("_T")
-_D = TypeVar("_D")
 
 
 @dataclass(frozen=True)
@@ -96,211 +94,6 @@ class ParsedMessage:
     parse_error: str = ""
 
 
-# --- text helpers ---------------------------------------------------------------------------
-
-_SURROGATES = re.compile("[\udc80-\udcff]+")
-_ANY_SURROGATE = re.compile("[\ud800-\udfff]")
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_CHARSET_ALIASES = {
-    "x-unknown": "", "unknown-8bit": "", "unknown": "", "x-user-defined": "cp1252",
-    "us-ascii": "ascii", "iso-8859-1": "cp1252", "latin1": "cp1252", "latin-1": "cp1252",
-    "windows-874": "cp874", "iso-8859-8-i": "iso-8859-8", "macintosh": "mac_roman",
-    "x-mac-roman": "mac_roman", "gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030",
-    "euc-cn": "gb18030", "ks_c_5601-1987": "cp949", "euc-kr": "cp949", "shift_jis": "cp932",
-    "shift-jis": "cp932", "sjis": "cp932", "x-sjis": "cp932", "iso-2022-jp": "iso2022_jp_ext",
-    "big5": "big5hkscs", "utf8": "utf-8", "unicode-1-1-utf-7": "utf-7",
-}  # fmt: skip
-_UNSAFE_CODECS = {"unicode_escape", "raw_unicode_escape", "undefined"}
-
-
-def _codec(label: str) -> str | None:
-    """Map a declared charset to a Python text codec name, or None if there is none."""
-    label = _CHARSET_ALIASES.get(label, label)
-    if not label:
-        return None
-    try:
-        info = codecs.lookup(label)
-    except Exception:
-        return None
-    if not getattr(info, "_is_text_encoding", True) or info.name in _UNSAFE_CODECS:
-        return None
-    return info.name
-
-
-def decode_bytes(data: bytes, charset: str | None) -> tuple[str, str]:
-    """Decode with the declared charset, then UTF-8, then a lossy fallback; (text, problem)."""
-    label = (charset or "").strip().strip("\"'").lower()
-    codec = _codec(label) if label else None
-    problem = f"unknown charset {label[:40]!r}" if label and codec is None else ""
-    for name in (codec, "utf-8"):
-        if name:
-            try:
-                return data.decode(name), problem
-            except (UnicodeError, LookupError):
-                continue
-    if not problem and data:
-        problem = f"undecodable bytes for charset {label or 'utf-8'!r}"
-    lossy = codec if codec and codec != "ascii" else "cp1252"
-    try:
-        return data.decode(lossy, "replace"), problem
-    except Exception:
-        return data.decode("latin-1"), problem
-
-
-def _scrub(text: str) -> str:
-    """Make a string storable: no NULs or stray control characters, no lone surrogates."""
-    return _ANY_SURROGATE.sub("\ufffd", _CONTROL.sub("", text))
-
-
-def _collapse(text: str) -> str:
-    """Single-space a header-ish value: folding and tabs carry no meaning there."""
-    return " ".join(text.split())
-
-
-def _safe(call: Callable[[], _T], default: _D) -> _T | _D:
-    """Call a stdlib accessor that is documented not to raise, but does on hostile input."""
-    try:
-        return call()
-    except Exception:
-        return default
-
-
-def _describe(defect: Any) -> str:
-    """A short readable phrase for an email.errors defect."""
-    words = re.sub(r"(?<!^)(?=[A-Z])", " ", type(defect).__name__.removesuffix("Defect"))
-    detail = str(defect)
-    return (detail if detail and len(detail) < 100 else words).lower()
-
-
-class _Problems:
-    """Collects short, de-duplicated problem descriptions."""
-
-    def __init__(self) -> None:
-        self.items: dict[str, None] = {}
-
-    def add(self, text: str) -> None:
-        if text:
-            self.items[_scrub(text)] = None
-
-    def __str__(self) -> str:
-        joined = "; ".join(self.items)
-        return joined if len(joined) <= _MAX_ERROR else joined[: _MAX_ERROR - 1] + "…"
-
-
-# --- headers --------------------------------------------------------------------------------
-
-
-class _Headers:
-    """Reads top-level headers from their raw values, each through its own fallback."""
-
-    def __init__(self, msg: Message, hint: str | None, problems: _Problems) -> None:
-        self.raw: dict[str, list[str]] = {}
-        for name, value in _safe(lambda: list(msg.raw_items()), []):
-            unfolded = re.sub(r"\r?\n", "", str(value))
-            self.raw.setdefault(str(name).lower(), []).append(unfolded)
-        self.hint = hint
-        self.problems = problems
-
-    def first(self, name: str) -> str:
-        return self.raw.get(name, [""])[0]
-
-    def unsurrogate(self, value: str) -> str:
-        """Turn raw 8-bit header bytes (surrogate-escaped) into text: UTF-8, else body charset."""
-        if not _SURROGATES.search(value):
-            return value
-        try:
-            return value.encode("utf-8", "surrogateescape").decode("utf-8")
-        except UnicodeError:
-            self.problems.add("non-UTF-8 bytes in headers")
-
-        def decode(match: re.Match[str]) -> str:
-            return decode_bytes(match.group().encode("utf-8", "surrogateescape"), self.hint)[0]
-
-        return _SURROGATES.sub(decode, value)
-
-    def text(self, name: str, limit: int = _MAX_SUBJECT) -> str:
-        """An unstructured header (RFC 2047 decoded); legacy decoding if the parser breaks."""
-        value = self.unsurrogate(self.first(name)[:limit])
-        try:
-            header = policy.default.header_factory(name, value)
-            self._defects(name, header.defects)
-            return self.unsurrogate(_collapse(str(header)))
-        except Exception:
-            self.problems.add(f"{name.title()}: unparseable")
-            return _collapse(decode_words(value))
-
-    def addresses(self, name: str) -> list[tuple[str, str]]:
-        """(name, lower-cased address) pairs from every occurrence of an address header."""
-        found: list[tuple[str, str]] = []
-        for raw in self.raw.get(name, []):
-            value = self.unsurrogate(raw)
-            if len(value) > _MAX_ADDRESS_HEADER:
-                cut = value.rfind(",", 0, _MAX_ADDRESS_HEADER)
-                value = value[: cut if cut > 0 else _MAX_ADDRESS_HEADER]
-                self.problems.add(f"{name.title()}: too long, truncated")
-            found.extend(self._address_list(name, value))
-        return [(_collapse(self.unsurrogate(n)), a.strip().lower()) for n, a in found]
-
-    def _address_list(self, name: str, value: str) -> list[tuple[str, str]]:
-        """Strict parse first; the lenient legacy parser when the strict one finds nothing usable.
-
-        The strict parser raises on inputs like "bad@" and drops everything after a missing
-        comma; real mail has both.
-        """
-        try:
-            header: Any = policy.default.header_factory(name, value)
-            modern = [(a.display_name, a.addr_spec) for a in header.addresses]
-            self._defects(name, header.defects)
-        except Exception:
-            modern = []
-            self.problems.add(f"{name.title()}: unparseable address list")
-        if "@" not in "".join(a for _, a in modern) and "@" in value:
-            pairs = _safe(lambda: email.utils.getaddresses([value]), [])
-            legacy = [(decode_words(n), a) for n, a in pairs if "@" in a]
-            if legacy:
-                return legacy
-        return [(n, a) for n, a in modern if a or n]
-
-    def _defects(self, name: str, defects: Any) -> None:
-        for defect in defects:
-            if not isinstance(defect, email.errors.ObsoleteHeaderDefect):
-                self.problems.add(f"{name.title()}: {_describe(defect)}")
-
-    def ids(self, name: str) -> list[str]:
-        """Message ids in order, de-duplicated, without <> or whitespace (clients fold them)."""
-        value = " ".join(self.raw.get(name, []))[:_MAX_ID_HEADER]
-        found = re.findall(r"<([^<>]*)>", value) or [t for t in value.split() if "@" in t]
-        cleaned = ("".join(_scrub(i).split()).strip("<>")[:_MAX_ID] for i in found)
-        return list(dict.fromkeys(i for i in cleaned if i))
-
-
-def decode_words(value: str) -> str:
-    """Decode RFC 2047 encoded words the lenient legacy way (used when the strict parser fails)."""
-    try:
-        chunks = email.header.decode_header(value)
-    except Exception:
-        return value
-    out = []
-    for chunk, charset in chunks:
-        out.append(decode_bytes(chunk, charset)[0] if isinstance(chunk, bytes) else chunk)
-    return "".join(out)
-
-
-def _parse_date(value: str) -> dt.datetime | None:
-    """RFC 5322 date (or ISO 8601, which some tools write) as an aware UTC datetime."""
-    value = value.strip()[:200]
-    if not value:
-        return None
-    parsed: dt.datetime | None = _safe(lambda: email.utils.parsedate_to_datetime(value), None)
-    if parsed is None:
-        parsed = _safe(lambda: dt.datetime.fromisoformat(value), None)
-    if parsed is None:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=_UTC)
-    return _safe(lambda: parsed.astimezone(_UTC), None)
-
-
 # --- bodies and attachments -----------------------------------------------------------------
 
 _CID_REFERENCE = re.compile(r"cid:([^\s\"'<>()]+)", re.I)
@@ -330,7 +123,7 @@ def _cap_content_headers(data: bytes) -> tuple[bytes, bool]:
 
 def _children(part: Message) -> list[Message]:
     """Sub-parts of a multipart or message/* part (empty when the structure is broken)."""
-    payload = _safe(part.get_payload, None)
+    payload = safe_call(part.get_payload, None)
     return [p for p in payload if isinstance(p, Message)] if isinstance(payload, list) else []
 
 
@@ -344,7 +137,7 @@ def _serialize(part: Any, gen: Any) -> bytes:
 
 def _raw_header(part: Message, name: str) -> str:
     """A header's raw, unfolded value, without running the (slow, fragile) structured parser."""
-    for key, value in _safe(lambda: list(part.raw_items()), []):
+    for key, value in safe_call(lambda: list(part.raw_items()), []):
         if str(key).lower() == name:
             return re.sub(r"\r?\n", "", str(value))
     return ""
@@ -354,8 +147,8 @@ def _safe_filename(name: str, content_type: str, index: int) -> str:
     """A display/download name with no path, control or reserved characters."""
     if "=?" in name:
         name = decode_words(name)
-    name = unicodedata.normalize("NFC", _scrub(name)).replace("\\", "/").rsplit("/", 1)[-1]
-    name = _collapse(re.sub(r'[\x00-\x1f\x7f<>:"|?*]', "_", name)).strip(" .")
+    name = unicodedata.normalize("NFC", scrub(name)).replace("\\", "/").rsplit("/", 1)[-1]
+    name = collapse(re.sub(r'[\x00-\x1f\x7f<>:"|?*]', "_", name)).strip(" .")
     if len(name) > 200:
         stem, dot, ext = name.rpartition(".")
         name = f"{stem[: 199 - len(ext)]}.{ext}" if dot and len(ext) <= 10 else name[:200]
@@ -365,7 +158,7 @@ def _safe_filename(name: str, content_type: str, index: int) -> str:
 class _Walker:
     """Walks the MIME tree once, collecting body texts, attachments and problems."""
 
-    def __init__(self, problems: _Problems) -> None:
+    def __init__(self, problems: Problems) -> None:
         self.problems = problems
         self.parts: list[_RawPart] = []
         self.seen = 0
@@ -378,8 +171,8 @@ class _Walker:
             self.problems.add("too many or too deeply nested MIME parts; the rest were skipped")
             return [], []
         for defect in getattr(part, "defects", []):
-            self.problems.add(_describe(defect))
-        ctype = _safe(part.get_content_type, "application/octet-stream")
+            self.problems.add(describe_defect(defect))
+        ctype = safe_call(part.get_content_type, "application/octet-stream")
         if ctype.startswith("message/"):
             self._attach(part, ctype)
             return [], []
@@ -389,18 +182,18 @@ class _Walker:
         if ctype.startswith("multipart/"):
             self.problems.add("multipart without a usable boundary; shown as text")
             return [self._text(part, "text/plain")], []
-        disposition = _safe(part.get_content_disposition, None)
+        disposition = safe_call(part.get_content_disposition, None)
         is_body = ctype in ("text/plain", "text/html") and disposition != "attachment"
-        if is_body and not _safe(part.get_filename, None):
+        if is_body and not safe_call(part.get_filename, None):
             text = self._text(part, ctype)
             return ([text], []) if ctype == "text/plain" else ([], [text])
         self._attach(part, ctype)
         return [], []
 
     def _payload(self, part: Message) -> bytes:
-        payload = _safe(lambda: part.get_payload(decode=True), None)
+        payload = safe_call(lambda: part.get_payload(decode=True), None)
         for defect in getattr(part, "defects", []):  # decoding adds e.g. base64 defects
-            self.problems.add(_describe(defect))
+            self.problems.add(describe_defect(defect))
         if isinstance(payload, bytes):
             return payload
         if part.is_multipart():  # message/*: keep the embedded message as bytes, headers verbatim
@@ -410,7 +203,7 @@ class _Walker:
 
     def _text(self, part: Message, ctype: str) -> str:
         payload = self._payload(part)
-        charset = _safe(part.get_content_charset, None)
+        charset = safe_call(part.get_content_charset, None)
         if not charset and ctype == "text/html" and (meta := _META_CHARSET.search(payload[:4096])):
             charset = meta.group(1).decode("ascii")
         text, problem = decode_bytes(payload, charset)
@@ -419,15 +212,15 @@ class _Walker:
         return text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
     def _attach(self, part: Message, ctype: str) -> None:
-        name = _safe(part.get_filename, None) or ""
+        name = safe_call(part.get_filename, None) or ""
         if not name and ctype == "message/rfc822":
-            inner = _safe(lambda: part.get_payload(0), None)
+            inner = safe_call(lambda: part.get_payload(0), None)
             raw_subject = _raw_header(inner, "subject") if isinstance(inner, Message) else ""
             subject = decode_words(raw_subject[:150])
             name = f"{subject}.eml" if subject.strip() else ""
-        cid = "".join(_raw_header(part, "content-id").split()).strip("<>")[:_MAX_ID]
+        cid = "".join(_raw_header(part, "content-id").split()).strip("<>")[:MAX_ID]
         filename = _safe_filename(name, ctype, len(self.parts) + 1)
-        self.parts.append((filename, ctype, _scrub(cid), self._payload(part)))
+        self.parts.append((filename, ctype, scrub(cid), self._payload(part)))
 
 
 def _alternative(results: list[tuple[list[str], list[str]]]) -> tuple[list[str], list[str]]:
@@ -466,7 +259,7 @@ def _snippet(text: str) -> str:
             break
         if not line.lstrip().startswith(">"):
             kept.append(line)
-    snippet = _collapse(" ".join(kept)) or _collapse(text)
+    snippet = collapse(" ".join(kept)) or collapse(text)
     if len(snippet) <= _SNIPPET_LENGTH:
         return snippet
     cut = snippet[:_SNIPPET_LENGTH]
@@ -488,20 +281,20 @@ def parse_message(raw: bytes) -> ParsedMessage:
 
 def _parse(data: bytes) -> ParsedMessage:
     """The normal path: bodies first (their charset helps decode 8-bit headers), then headers."""
-    head_problems, body_problems = _Problems(), _Problems()
+    head_problems, body_problems = Problems(), Problems()
     data, capped = _cap_content_headers(data)
     if capped:
         body_problems.add("oversized MIME header truncated")
     msg = email.message_from_bytes(data, policy=policy.default)
     walker = _Walker(body_problems)
     plain, rich = walker.walk(msg)
-    headers = _Headers(msg, walker.hint, head_problems)
+    headers = Headers(msg, walker.hint, head_problems)
 
-    text = _scrub("\n\n".join(plain))
-    html_body = _scrub("\n".join(rich))
+    text = scrub("\n\n".join(plain))
+    html_body = scrub("\n".join(rich))
     if not text.strip() and html_body:
         text = html_to_text(html_body)
-    sanitized = _safe(lambda: sanitize_html(html_body), "")
+    sanitized = safe_call(lambda: sanitize_html(html_body), "")
     if html_body and not sanitized and html_body.strip():
         body_problems.add("HTML body could not be sanitized")
 
@@ -518,32 +311,32 @@ def _parse(data: bytes) -> ParsedMessage:
         for name, ctype, cid, payload in walker.parts
     ]
 
-    date = _parse_date(headers.first("date"))
+    date = parse_date(headers.first("date"))
     if date is None:
         if headers.first("date").strip():
             head_problems.add("Date: unparseable")
         received = headers.first("received").rpartition(";")[2]
-        date = _parse_date(received)
+        date = parse_date(received)
 
     senders = headers.addresses("from") or headers.addresses("sender") or [("", "")]
     references = headers.ids("references")
-    if len(references) > _MAX_REFERENCES:
-        references = references[:1] + references[1 - _MAX_REFERENCES :]
+    if len(references) > MAX_REFERENCES:
+        references = references[:1] + references[1 - MAX_REFERENCES :]
     message_id = headers.first("message-id")
     return ParsedMessage(
         message_id=next(
             iter(headers.ids("message-id")),
-            _scrub("".join(message_id.split())).strip("<>")[:_MAX_ID],
+            scrub("".join(message_id.split())).strip("<>")[:MAX_ID],
         ),
         in_reply_to=next(iter(headers.ids("in-reply-to")), ""),
         references=references,
-        subject=_scrub(headers.text("subject")),
-        from_name=_scrub(senders[0][0]),
-        from_address=_scrub(senders[0][1]),
-        to=[(_scrub(n), _scrub(a)) for n, a in headers.addresses("to") if a],
-        cc=[(_scrub(n), _scrub(a)) for n, a in headers.addresses("cc") if a],
-        bcc=[(_scrub(n), _scrub(a)) for n, a in headers.addresses("bcc") if a],
-        reply_to=[(_scrub(n), _scrub(a)) for n, a in headers.addresses("reply-to") if a],
+        subject=scrub(headers.text("subject")),
+        from_name=scrub(senders[0][0]),
+        from_address=scrub(senders[0][1]),
+        to=[(scrub(n), scrub(a)) for n, a in headers.addresses("to") if a],
+        cc=[(scrub(n), scrub(a)) for n, a in headers.addresses("cc") if a],
+        bcc=[(scrub(n), scrub(a)) for n, a in headers.addresses("bcc") if a],
+        reply_to=[(scrub(n), scrub(a)) for n, a in headers.addresses("reply-to") if a],
         date=date,
         text=text,
         html=html_body,
@@ -561,21 +354,21 @@ def _salvage(data: bytes, reason: str) -> ParsedMessage:
     try:
         head, *rest = re.split(rb"\r?\n\r?\n", data, maxsplit=1)
         body = rest[0] if rest else b""
-        head_text = re.sub(r"\r?\n[ \t]+", " ", head[:_MAX_ID_HEADER].decode("utf-8", "replace"))
+        head_text = re.sub(r"\r?\n[ \t]+", " ", head[:MAX_ID_HEADER].decode("utf-8", "replace"))
 
         def grab(name: str) -> str:
             found = re.search(rf"(?im)^{name}:[ \t]*(.*)$", head_text)
-            return found.group(1)[:_MAX_SUBJECT] if found else ""
+            return found.group(1)[:MAX_SUBJECT] if found else ""
 
         from_name, from_address = email.utils.parseaddr(grab("from"))
         ids = re.findall(r"<([^<>]*)>", grab("message-id"))
-        text = _scrub(decode_bytes(body, None)[0].replace("\r\n", "\n"))
+        text = scrub(decode_bytes(body, None)[0].replace("\r\n", "\n"))
         return ParsedMessage(
             message_id="".join(ids[0].split()) if ids else "",
-            subject=_scrub(_collapse(decode_words(grab("subject")))),
-            from_name=_scrub(decode_words(from_name)),
-            from_address=_scrub(from_address.lower()),
-            date=_parse_date(grab("date")),
+            subject=scrub(collapse(decode_words(grab("subject")))),
+            from_name=scrub(decode_words(from_name)),
+            from_address=scrub(from_address.lower()),
+            date=parse_date(grab("date")),
             text=text,
             snippet=_snippet(text),
             parse_error=reason,
@@ -603,7 +396,7 @@ def normalize_subject(subject: str) -> str:
     Only a guarded fallback for threading (same normalized subject *and* same participants,
     recent): headers are the real signal, subjects like "Hello" collide.
     """
-    value = _collapse(subject)
+    value = collapse(subject)
     while True:
         shorter = _SUBJECT_PREFIX.sub("", value, count=1)
         if shorter == value:

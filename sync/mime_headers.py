@@ -1,0 +1,143 @@
+"""Top-level header reading for ``sync.mime``: each header through its own fallback, with sizes
+capped first because the standard library's header parser is super-linear on huge values.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.errors
+import email.header
+import email.utils
+import re
+from email import policy
+from email.message import Message
+from typing import Any
+
+from sync.mime_text import (
+    SURROGATES,
+    Problems,
+    collapse,
+    decode_bytes,
+    describe_defect,
+    safe_call,
+    scrub,
+)
+
+MAX_SUBJECT = 4 * 1024
+_MAX_ADDRESS_HEADER = 32 * 1024
+MAX_ID_HEADER = 64 * 1024
+MAX_ID = 998
+MAX_REFERENCES = 200
+_UTC = dt.UTC
+
+
+class Headers:
+    """Reads top-level headers from their raw values, each through its own fallback."""
+
+    def __init__(self, msg: Message, hint: str | None, problems: Problems) -> None:
+        self.raw: dict[str, list[str]] = {}
+        for name, value in safe_call(lambda: list(msg.raw_items()), []):
+            unfolded = re.sub(r"\r?\n", "", str(value))
+            self.raw.setdefault(str(name).lower(), []).append(unfolded)
+        self.hint = hint
+        self.problems = problems
+
+    def first(self, name: str) -> str:
+        return self.raw.get(name, [""])[0]
+
+    def unsurrogate(self, value: str) -> str:
+        """Turn raw 8-bit header bytes (surrogate-escaped) into text: UTF-8, else body charset."""
+        if not SURROGATES.search(value):
+            return value
+        try:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8")
+        except UnicodeError:
+            self.problems.add("non-UTF-8 bytes in headers")
+
+        def decode(match: re.Match[str]) -> str:
+            return decode_bytes(match.group().encode("utf-8", "surrogateescape"), self.hint)[0]
+
+        return SURROGATES.sub(decode, value)
+
+    def text(self, name: str, limit: int = MAX_SUBJECT) -> str:
+        """An unstructured header (RFC 2047 decoded); legacy decoding if the parser breaks."""
+        value = self.unsurrogate(self.first(name)[:limit])
+        try:
+            header = policy.default.header_factory(name, value)
+            self._defects(name, header.defects)
+            return self.unsurrogate(collapse(str(header)))
+        except Exception:
+            self.problems.add(f"{name.title()}: unparseable")
+            return collapse(decode_words(value))
+
+    def addresses(self, name: str) -> list[tuple[str, str]]:
+        """(name, lower-cased address) pairs from every occurrence of an address header."""
+        found: list[tuple[str, str]] = []
+        for raw in self.raw.get(name, []):
+            value = self.unsurrogate(raw)
+            if len(value) > _MAX_ADDRESS_HEADER:
+                cut = value.rfind(",", 0, _MAX_ADDRESS_HEADER)
+                value = value[: cut if cut > 0 else _MAX_ADDRESS_HEADER]
+                self.problems.add(f"{name.title()}: too long, truncated")
+            found.extend(self._address_list(name, value))
+        return [(collapse(self.unsurrogate(n)), a.strip().lower()) for n, a in found]
+
+    def _address_list(self, name: str, value: str) -> list[tuple[str, str]]:
+        """Strict parse first; the lenient legacy parser when the strict one finds nothing usable.
+
+        The strict parser raises on inputs like "bad@" and drops everything after a missing
+        comma; real mail has both.
+        """
+        try:
+            header: Any = policy.default.header_factory(name, value)
+            modern = [(a.display_name, a.addr_spec) for a in header.addresses]
+            self._defects(name, header.defects)
+        except Exception:
+            modern = []
+            self.problems.add(f"{name.title()}: unparseable address list")
+        if "@" not in "".join(a for _, a in modern) and "@" in value:
+            pairs = safe_call(lambda: email.utils.getaddresses([value]), [])
+            legacy = [(decode_words(n), a) for n, a in pairs if "@" in a]
+            if legacy:
+                return legacy
+        return [(n, a) for n, a in modern if a or n]
+
+    def _defects(self, name: str, defects: Any) -> None:
+        for defect in defects:
+            if not isinstance(defect, email.errors.ObsoleteHeaderDefect):
+                self.problems.add(f"{name.title()}: {describe_defect(defect)}")
+
+    def ids(self, name: str) -> list[str]:
+        """Message ids in order, de-duplicated, without <> or whitespace (clients fold them)."""
+        value = " ".join(self.raw.get(name, []))[:MAX_ID_HEADER]
+        found = re.findall(r"<([^<>]*)>", value) or [t for t in value.split() if "@" in t]
+        cleaned = ("".join(scrub(i).split()).strip("<>")[:MAX_ID] for i in found)
+        return list(dict.fromkeys(i for i in cleaned if i))
+
+
+def decode_words(value: str) -> str:
+    """Decode RFC 2047 encoded words the lenient legacy way (used when the strict parser fails)."""
+    try:
+        chunks = email.header.decode_header(value)
+    except Exception:
+        return value
+    out = []
+    for chunk, charset in chunks:
+        out.append(decode_bytes(chunk, charset)[0] if isinstance(chunk, bytes) else chunk)
+    return "".join(out)
+
+
+def parse_date(value: str) -> dt.datetime | None:
+    """RFC 5322 date (or ISO 8601, which some tools write) as an aware UTC datetime."""
+    value = value.strip()[:200]
+    if not value:
+        return None
+    parsed: dt.datetime | None = safe_call(lambda: email.utils.parsedate_to_datetime(value), None)
+    if parsed is None:
+        parsed = safe_call(lambda: dt.datetime.fromisoformat(value), None)
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=_UTC)
+    return safe_call(lambda: parsed.astimezone(_UTC), None)
