@@ -218,7 +218,7 @@ def bench_mailweb(
 ) -> dict[str, Any]:
     blob_dir = workdir / "blobs"
     env = worker_env(db_url, redis_url, blob_dir, server.ca_path)
-    os.environ.update({k: v for k, v in env.items() if k not in os.environ or k != "PATH"})
+    os.environ.update(env)
     import django
 
     django.setup()
@@ -234,7 +234,12 @@ def bench_mailweb(
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge("celery")
     mailbox = add_password_mailbox(
-        USER, imap_host="localhost", imap_port=server.port, username=USER, password=PASSWORD
+        USER,
+        imap_host="localhost",
+        imap_port=server.port,
+        imap_security="ssl",
+        username=USER,
+        password=PASSWORD,
     )
     worker = subprocess.Popen(
         [

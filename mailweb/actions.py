@@ -215,8 +215,13 @@ def add_note(conversation: Conversation, body: str, *, author: User) -> Note:
 
 @transaction.atomic
 def mark_read(conversation: Conversation, user: User) -> None:
+    """The person has seen the conversation as it is now (and its notifications)."""
+    now = timezone.now()
     ConversationRead.objects.update_or_create(
-        user=user, conversation=conversation, defaults={"read_at": timezone.now()}
+        user=user, conversation=conversation, defaults={"read_at": now}
+    )
+    Notification.objects.filter(user=user, conversation=conversation, read_at__isnull=True).update(
+        read_at=now
     )
 
 

@@ -17,7 +17,6 @@ QUOTE_LIMIT = 20000
 _PREFIX = re.compile(r"^\s*((re|fw|fwd|aw|sv|vs)\s*(\[\d+\])?\s*:\s*)+", re.I)
 
 
-
 @dataclass
 class Draft:
     mode: str

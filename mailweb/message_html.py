@@ -16,7 +16,6 @@ from django.urls import reverse
 from mailweb import html_safety, image_proxy
 from mailweb.models import Attachment, Message
 
-
 SAFE_INLINE_IMAGE_TYPES = frozenset(
     {"image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/avif"}
 )

@@ -62,7 +62,9 @@ def frame(request: HttpRequest, pk: int) -> HttpResponse:
     body = render_body(message, show_images=request.GET.get("images") == "1")
     origin = f"{request.scheme}://{request.get_host()}"
     policy = frame_policy(origin)
-    response = render(request, "mailweb/frame.html", {"body": body, "policy": policy})
+    # The same policy inside the document (frame-ancestors only works as a header).
+    meta_policy = "; ".join(p for p in policy.split("; ") if not p.startswith("frame-ancestors"))
+    response = render(request, "mailweb/frame.html", {"body": body, "policy": meta_policy})
     response["Referrer-Policy"] = "no-referrer"
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = policy

@@ -40,7 +40,10 @@ TRIPWIRE = """
   window.__tripwire = record;
   for (const name of ["alert", "confirm", "prompt", "print"]) {
     const original = window[name];
-    window[name] = function (...args) { record(name + ":" + args.join(",")); return original && original.apply(this, args); };
+    window[name] = function (...args) {
+      record(name + ":" + args.join(","));
+      return original && original.apply(this, args);
+    };
   }
 })();
 """
@@ -82,12 +85,17 @@ def page(browser: Any, watch: Watch) -> Iterator[Any]:
     context.add_init_script(TRIPWIRE)
     tab = context.new_page()
     tab.set_default_timeout(10000)
-    tab.on("dialog", lambda dialog: (watch.dialogs.append(dialog.message), dialog.dismiss()))
+
+    def on_dialog(dialog: Any) -> None:
+        watch.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    tab.on("dialog", on_dialog)
     tab.on(
         "console",
-        lambda message: watch.console_errors.append(message.text)
-        if message.type == "error"
-        else None,
+        lambda message: (
+            watch.console_errors.append(message.text) if message.type == "error" else None
+        ),
     )
     tab.on("request", lambda request: watch.requests.append(request.url))
     tab.on("response", lambda response: watch.responses.append(response.url))

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (HTML payloads are kept as written)
 """Hostile mail in a real browser: nothing runs, nothing phones home until "Show images".
 
 A local HTTP server plays the sender's remote host and counts every request. Messages carry
@@ -28,7 +29,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 class RemoteHost(BaseHTTPRequestHandler):
     hits: list[tuple[str, str]] = []
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         type(self).hits.append((self.path, self.headers.get("User-Agent", "")))
         self.send_response(200)
         self.send_header("Content-Type", "image/png")
@@ -36,7 +37,7 @@ class RemoteHost(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(PNG)
 
-    do_POST = do_GET  # noqa: N815
+    do_POST = do_GET
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -138,7 +139,9 @@ def test_nothing_executes_and_nothing_loads_until_show_images(
     page.locator(f'[data-show-images="{message.pk}"]').click()
     frame.locator("body", has_text="your invoice is ready").wait_for()
     page.wait_for_timeout(1500)
-    assert [path for path, _ in RemoteHost.hits if "pixel.gif" in path] == ["/pixel.gif?id=tracking"]
+    assert [path for path, _ in RemoteHost.hits if "pixel.gif" in path] == [
+        "/pixel.gif?id=tracking"
+    ]
     assert all("MailwebImageProxy" in agent for _, agent in RemoteHost.hits), RemoteHost.hits
     # Only <img src> images are fetched: no CSS, frames, media, forms, refreshes or prefetches.
     fetched = {path.split("?")[0] for path, _ in RemoteHost.hits}
@@ -184,6 +187,8 @@ def test_sandbox_and_csp_hold_even_without_sanitizing(
     attempts = [url for url in watch.requests if url.startswith(remote)]
     assert attempts, "the unsanitized HTML should at least try to load remote resources"
     assert not [url for url in watch.responses if url.startswith(remote)]
-    blocked = {url for url, reason in watch.failed if reason.lower() in {"csp", "net::err_blocked_by_csp"}}
+    blocked = {
+        url for url, reason in watch.failed if reason.lower() in {"csp", "net::err_blocked_by_csp"}
+    }
     assert set(attempts) <= blocked, (set(attempts) - blocked, watch.failed)
     assert page.url.startswith(live_server.url)

@@ -67,11 +67,19 @@ def team(
     for person in (me, tess):
         MailboxAccess.objects.create(user=person, mailbox=mailbox)
     conversation = conversation_with(
-        mailbox, 2, subject="Cannot log in", sender="Pat Customer <pat@customer.test>",
+        mailbox,
+        2,
+        subject="Cannot log in",
+        sender="Pat Customer <pat@customer.test>",
         text="I cannot log in since this morning.",
     )
-    conversation_with(mailbox, 1, subject="Invoice for March", sender="Acme <billing@acme.test>",
-                      text="Please find the invoice attached.")
+    conversation_with(
+        mailbox,
+        1,
+        subject="Invoice for March",
+        sender="Acme <billing@acme.test>",
+        text="Please find the invoice attached.",
+    )
     return {"mailbox": mailbox, "me": me, "tess": tess, "conversation": conversation}
 
 
@@ -150,7 +158,9 @@ def test_sign_in_read_assign_note_reply_close_search(
 
     assert watch.dialogs == []
     assert tripped(page) == []
-    assert not [e for e in watch.console_errors if "Content Security Policy" in e], watch.console_errors
+    assert not [e for e in watch.console_errors if "Content Security Policy" in e], (
+        watch.console_errors
+    )
 
 
 def test_live_updates_and_collision_indicator(
@@ -178,8 +188,13 @@ def test_live_updates_and_collision_indicator(
     # New mail arrives: it shows up in Mo's open conversation without a reload.
     newest = conversation.messages.order_by("-received_at").first()
     assert newest is not None
-    deliver(team["mailbox"], subject="Re: Cannot log in", in_reply_to=newest.message_id,
-            text="Still broken, please hurry", sender="Pat Customer <pat@customer.test>")
+    deliver(
+        team["mailbox"],
+        subject="Re: Cannot log in",
+        in_reply_to=newest.message_id,
+        text="Still broken, please hurry",
+        sender="Pat Customer <pat@customer.test>",
+    )
     mine.locator(".message", has_text="Still broken").wait_for(timeout=15000)
     # Tess assigns it to herself: Mo's header follows.
     theirs.locator("#assign-me-form button").click()

@@ -1,6 +1,7 @@
+# ruff: noqa: E501  (HTML payloads are kept as written)
 """Screenshots for the README (docs/screenshots/). Run on purpose, not in the suite:
 
-    MAILWEB_SCREENSHOTS=1 script/test tests/browser/test_screenshots.py
+MAILWEB_SCREENSHOTS=1 script/test tests/browser/test_screenshots.py
 """
 
 from __future__ import annotations
@@ -43,11 +44,16 @@ HTML = """<div style="font-family: Arial, sans-serif; color: #222">
 def test_take_screenshots(browser: Any, live_server: Any) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     support = MailAccount.objects.create(
-        address="support@acme.example", display_name="Support", method="imap_password",
-        imap_host="x", signature="Acme Support",
+        address="support@acme.example",
+        display_name="Support",
+        method="imap_password",
+        imap_host="x",
+        signature="Acme Support",
     )
     billing = MailAccount.objects.create(
-        address="billing@acme.example", display_name="Billing", method="imap_password",
+        address="billing@acme.example",
+        display_name="Billing",
+        method="imap_password",
         imap_host="x",
     )
     me = User.objects.create_user("mo@acme.example", "correct horse battery", name="Mo Khan")
@@ -60,20 +66,60 @@ def test_take_screenshots(browser: Any, live_server: Any) -> None:
     bug = Label.objects.create(name="Bug", color="#0b57d0")
     now = timezone.now()
     items = [
-        (billing, "Invoice INV-2291 is twice the usual amount", "Tom Becker <tom@northwind.example>", 400, "Hello, our March invoice shows 2 × the seats we have. Can you check?"),
-        (support, "Password reset email never arrives", "Lena Fischer <lena@contoso.example>", 300, "I requested a reset three times, nothing in spam either."),
-        (billing, "Switch to annual billing?", "Sam Ortiz <sam@fabrikam.example>", 240, "We'd like to move to yearly billing from next month."),
-        (support, "Export to CSV drops accented names", "Chloé Martin <chloe@adatum.example>", 180, "Names like Zoë or José come out as Zo? and Jos?."),
-        (support, "Thanks for the quick fix!", "Ben Carter <ben@litware.example>", 90, "Everything works again, thank you all."),
+        (
+            billing,
+            "Invoice INV-2291 is twice the usual amount",
+            "Tom Becker <tom@northwind.example>",
+            400,
+            "Hello, our March invoice shows 2x the seats we have. Can you check?",
+        ),
+        (
+            support,
+            "Password reset email never arrives",
+            "Lena Fischer <lena@contoso.example>",
+            300,
+            "I requested a reset three times, nothing in spam either.",
+        ),
+        (
+            billing,
+            "Switch to annual billing?",
+            "Sam Ortiz <sam@fabrikam.example>",
+            240,
+            "We'd like to move to yearly billing from next month.",
+        ),
+        (
+            support,
+            "Export to CSV drops accented names",
+            "Chloé Martin <chloe@adatum.example>",
+            180,
+            "Names like Zoë or José come out as Zo? and Jos?.",
+        ),
+        (
+            support,
+            "Thanks for the quick fix!",
+            "Ben Carter <ben@litware.example>",
+            90,
+            "Everything works again, thank you all.",
+        ),
     ]
     made = []
     for box, subject, sender, minutes, text in items:
-        made.append(deliver(box, subject=subject, sender=sender, text=text,
-                            date=now - timedelta(minutes=minutes)).conversation)
+        made.append(
+            deliver(
+                box,
+                subject=subject,
+                sender=sender,
+                text=text,
+                date=now - timedelta(minutes=minutes),
+            ).conversation
+        )
     main = deliver(
-        support, subject="Scanners cannot sign in since this morning",
-        sender="Priya Shah <priya@globex.example>", text="Hi team, none of our scanners...",
-        html=HTML, date=now - timedelta(minutes=35),
+        support,
+        subject="Scanners cannot sign in since this morning",
+        sender="Priya Shah <priya@globex.example>",
+        text="Hi team, none of our scanners...",
+        html=HTML,
+        date=now - timedelta(minutes=35),
     )
     conversation = main.conversation
     actions.assign(made[0], ana, actor=ana)
@@ -83,8 +129,11 @@ def test_take_screenshots(browser: Any, live_server: Any) -> None:
     actions.set_status(made[4], "pending", actor=me)
     actions.assign(conversation, me, actor=ana)
     actions.set_labels(conversation, [urgent, vip], actor=ana)
-    actions.add_note(conversation, "@mo this is the SSO certificate rollover again, I think. "
-                     "Can you check the IdP logs?", author=ana)
+    actions.add_note(
+        conversation,
+        "@mo this is the SSO certificate rollover again, I think. Can you check the IdP logs?",
+        author=ana,
+    )
     actions.mark_read(made[4], me)
     context = browser.new_context(viewport={"width": 1440, "height": 900}, device_scale_factor=1)
     page = context.new_page()

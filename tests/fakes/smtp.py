@@ -78,7 +78,9 @@ class _Handler:
         # line, then the failure.
         error = json.dumps({"status": "401", "schemes": "bearer", "scope": OUTLOOK})
         await smtp.challenge_auth(error)
-        return AuthResult(success=False, handled=False, message="535 5.7.3 Authentication unsuccessful")
+        return AuthResult(
+            success=False, handled=False, message="535 5.7.3 Authentication unsuccessful"
+        )
 
     # --- SMTP transaction hooks ---------------------------------------------------------------
 
@@ -90,12 +92,16 @@ class _Handler:
                 ReceivedMessage(
                     mail_from=envelope.mail_from or "",
                     rcpt_tos=list(envelope.rcpt_tos),
-                    data=bytes(envelope.original_content or envelope.content or b""),
+                    data=_as_bytes(envelope.original_content or envelope.content or b""),
                     auth_user=str(session.auth_data or ""),
                     mechanism="",
                 )
             )
         return "250 2.0.0 OK queued"
+
+
+def _as_bytes(content: bytes | str) -> bytes:
+    return content if isinstance(content, bytes) else content.encode()
 
 
 def _parse_xoauth2(raw: bytes) -> tuple[str, str]:

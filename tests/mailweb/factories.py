@@ -4,9 +4,11 @@ views see exactly what a synced message looks like."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
+from typing import Any
 
 from django.utils import timezone
 
@@ -43,8 +45,8 @@ def build(
     message_id: str | None = None,
     in_reply_to: str = "",
     date: datetime | None = None,
-    attachments: list[tuple[str, str, bytes]] = (),  # type: ignore[assignment]
-    inline: list[tuple[str, str, bytes]] = (),  # type: ignore[assignment]  (cid, type, bytes)
+    attachments: Sequence[tuple[str, str, bytes]] = (),
+    inline: Sequence[tuple[str, str, bytes]] = (),  # (content id, type, bytes)
 ) -> EmailMessage:
     message = EmailMessage()
     message["From"] = sender
@@ -75,20 +77,20 @@ def build(
     return message
 
 
-def deliver(mailbox: MailAccount, message: EmailMessage | None = None, **kwargs: object) -> Message:
+def deliver(mailbox: MailAccount, message: EmailMessage | None = None, **kwargs: Any) -> Message:
     """Store one message in the mailbox's INBOX as the IMAP sync would."""
-    message = message or build(**kwargs)  # type: ignore[arg-type]
+    message = message or build(**kwargs)
     folder = inbox_folder(mailbox)
     stored, _ = ingest_message(
         mailbox,
         message.as_bytes(),
         ProviderKey(folder=folder, uidvalidity=1, uid=next(_uids)),
-        ServerState(received_at=kwargs.get("date") or timezone.now()),  # type: ignore[arg-type]
+        ServerState(received_at=kwargs.get("date") or timezone.now()),
     )
     return stored
 
 
-def conversation_with(mailbox: MailAccount, count: int = 1, **kwargs: object) -> Conversation:
+def conversation_with(mailbox: MailAccount, count: int = 1, **kwargs: Any) -> Conversation:
     """A thread of ``count`` messages (replies chained by In-Reply-To), oldest first."""
     start = timezone.now() - timedelta(hours=count)
     kwargs.setdefault("date", start)

@@ -9,7 +9,8 @@ must carry none of the hidden conversation's text.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import pytest
 from django.test import Client
@@ -19,7 +20,7 @@ from accounts.models import MailAccount, User
 from mailweb import image_proxy
 from mailweb.models import Conversation, OutgoingMessage
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.smoke]
 
 SECRET = b"TOPSECRET"
 # Pages anyone may load: they show no mail (sign-in, password reset, health, the admin's login).
@@ -27,7 +28,7 @@ PUBLIC_PREFIXES = ("login/", "password-reset/", "reset/", "healthz", "admin/", "
 MAIL_PREFIXES = ("c/", "m/", "a/", "outbox/", "img")
 
 
-def _walk(patterns: list[object], prefix: str = "") -> Iterator[str]:
+def _walk(patterns: Sequence[Any], prefix: str = "") -> Iterator[str]:
     for entry in patterns:
         if isinstance(entry, URLResolver):
             yield from _walk(entry.url_patterns, prefix + str(entry.pattern))
@@ -78,9 +79,9 @@ def secret_ids(
     }
 
 
-def _requests(client: Client, route: str, ids: dict[str, int]) -> Iterator[tuple[str, object]]:
+def _requests(client: Client, route: str, ids: dict[str, int]) -> Iterator[tuple[str, Any]]:
     path = _fill(route, ids)
-    query = {
+    query: dict[str, Any] = {
         "mailbox": ids["mailboxes/"],
         "q": "merger",
         "status": "all",
@@ -107,9 +108,9 @@ def _requests(client: Client, route: str, ids: dict[str, int]) -> Iterator[tuple
     )
 
 
-def _assert_no_leak(label: str, response: object, route: str) -> None:
-    status = response.status_code  # type: ignore[attr-defined]
-    content = b"".join(response) if response.streaming else response.content  # type: ignore[attr-defined]
+def _assert_no_leak(label: str, response: Any, route: str) -> None:
+    status = response.status_code
+    content = b"".join(response) if response.streaming else response.content
     assert SECRET not in content, f"{label} leaked hidden mail"
     assert status != 500, f"{label} crashed"
     if route.startswith(MAIL_PREFIXES):
@@ -127,10 +128,10 @@ def test_signed_out_visitor_gets_no_data(client: Client, secret_ids: dict[str, i
         for label, response in _requests(client, route, secret_ids):
             _assert_no_leak(label, response, route)
             if not route.startswith(PUBLIC_PREFIXES) and route:
-                status = response.status_code  # type: ignore[attr-defined]
+                status = response.status_code
                 assert status in {302, 403, 404, 405}, f"{label}: {status} for a visitor"
                 if status == 302:
-                    assert "/login/" in response["Location"], label  # type: ignore[index]
+                    assert "/login/" in response["Location"], label
 
 
 def test_member_without_access_gets_no_data(

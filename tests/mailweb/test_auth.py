@@ -81,7 +81,7 @@ def test_password_reset_by_email(client: Client, member: User) -> None:
     response = client.post("/password-reset/", {"email": "MEMBER@example.com"}, follow=True)
     assert b"Check your email" in response.content
     assert len(mail.outbox) == 1
-    body = mail.outbox[0].body
+    body = str(mail.outbox[0].body)
     assert "Reset your Mailweb password" in mail.outbox[0].subject
     link = re.search(r"https?://[^/]+(/reset/[^\s]+/)", body)
     assert link is not None

@@ -123,7 +123,9 @@ def test_snooze_and_wake_up(
     assert Activity.objects.filter(conversation=conversation, data__reason="snooze ended").exists()
 
 
-def test_snooze_until_a_chosen_local_time(member_client: Client, conversation: Conversation) -> None:
+def test_snooze_until_a_chosen_local_time(
+    member_client: Client, conversation: Conversation
+) -> None:
     target = (timezone.now() + timedelta(days=2)).replace(microsecond=0, second=0)
     local = target.astimezone(timezone.get_fixed_timezone(120))  # UTC+2 in the browser
     member_client.post(
@@ -190,6 +192,11 @@ def test_note_with_mentions_notifies_people_who_can_see_it(
     assert response["Location"] == f"/c/{conversation.pk}/"
     notice.refresh_from_db()
     assert notice.read_at is not None
+    # Reading the conversation also clears what was pending for it.
+    actions.add_note(conversation, "@tess one more thing", author=admin_user)
+    assert 'aria-label="1 unread"' in client.get("/").content.decode()
+    client.get(f"/c/{conversation.pk}/")
+    assert "unread" not in client.get("/notifications/").content.decode().split("<main")[1]
 
 
 def test_empty_note_is_refused(member_client: Client, conversation: Conversation) -> None:
@@ -243,7 +250,9 @@ def test_live_updates_show_new_mail_without_reload(
     assert 'hx-swap-oob="true"' in body.split('id="live"')[1].split(">")[0]
 
 
-def test_compose_defaults(member_client: Client, mailbox: MailAccount, conversation: Conversation) -> None:
+def test_compose_defaults(
+    member_client: Client, mailbox: MailAccount, conversation: Conversation
+) -> None:
     mailbox.signature = "Mo\nSupport team"
     mailbox.save()
     newest = conversation.messages.order_by("-received_at").first()

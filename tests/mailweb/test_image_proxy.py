@@ -22,8 +22,10 @@ class _Remote(BaseHTTPRequestHandler):
     hits: list[dict[str, str]] = []
     routes: dict[str, tuple[int, dict[str, str], bytes]] = {}
 
-    def do_GET(self) -> None:  # noqa: N802
-        type(self).hits.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
+    def do_GET(self) -> None:
+        type(self).hits.append(
+            {"path": self.path, **{k.lower(): v for k, v in self.headers.items()}}
+        )
         status, headers, body = self.routes.get(self.path, (404, {}, b""))
         self.send_response(status)
         for name, value in headers.items():

@@ -42,7 +42,9 @@ def hostile(mailbox: MailAccount) -> Message:
     )
 
 
-def test_html_is_framed_in_a_sandbox_without_scripts(member_client: Client, hostile: Message) -> None:
+def test_html_is_framed_in_a_sandbox_without_scripts(
+    member_client: Client, hostile: Message
+) -> None:
     page = member_client.get(f"/c/{hostile.conversation_id}/").content.decode()
     frame = re.search(r"<iframe[^>]*class=\"message-frame\"[^>]*>", page)
     assert frame is not None

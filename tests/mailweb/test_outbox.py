@@ -165,7 +165,10 @@ def test_sent_over_smtp_with_xoauth2_and_shown_in_the_conversation(
     conversation = conversation_with(ms_mailbox, 1, subject="Where is my parcel")
     client.force_login(writer)
     outgoing = _reply(
-        client, conversation, django_capture_on_commit_callbacks, cc="Boss <boss@example.org>",
+        client,
+        conversation,
+        django_capture_on_commit_callbacks,
+        cc="Boss <boss@example.org>",
         bcc="audit@example.org",
     )
     outgoing.refresh_from_db()
@@ -176,7 +179,11 @@ def test_sent_over_smtp_with_xoauth2_and_shown_in_the_conversation(
     assert smtp_server.state.initial_response_lines == []  # response sent on its own line
     (received,) = smtp_server.messages
     assert received.mail_from == ms_mailbox.address
-    assert sorted(received.rcpt_tos) == ["audit@example.org", "boss@example.org", "customer@example.org"]
+    assert sorted(received.rcpt_tos) == [
+        "audit@example.org",
+        "boss@example.org",
+        "customer@example.org",
+    ]
     parsed = email.message_from_bytes(received.data, policy=email.policy.default)
     assert parsed["Message-ID"] == f"<{outgoing.message_id}>"
     assert parsed["In-Reply-To"] == f"<{outgoing.in_reply_to}>"
@@ -290,7 +297,9 @@ def test_expired_token_is_a_clear_failure(
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     forged = idp.mint_access_token(
-        ms_mailbox.address, SCOPES, key=rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        ms_mailbox.address,
+        SCOPES,
+        key=rsa.generate_private_key(public_exponent=65537, key_size=2048),
     )
     vault.store_oauth_tokens(
         ms_mailbox, "rt", access_token=forged, resource=OUTLOOK, expires_at=time.time() + 3600
@@ -410,8 +419,13 @@ def test_real_worker_sends_the_reply(
     newest = conversation.messages.get()
     client.post(
         f"/c/{conversation.pk}/send",
-        {"mode": "reply", "message": newest.pk, "to": newest.from_address,
-         "subject": "Re: Worker test", "body": "From the worker"},
+        {
+            "mode": "reply",
+            "message": newest.pk,
+            "to": newest.from_address,
+            "subject": "Re: Worker test",
+            "body": "From the worker",
+        },
     )
     outgoing = OutgoingMessage.objects.get()
     assert wait_for(lambda: OutgoingMessage.objects.get(pk=outgoing.pk).status == "sent", 30)

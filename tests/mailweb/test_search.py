@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.db import connection
 from django.test import Client
@@ -11,22 +13,35 @@ from mailweb import actions, search
 from mailweb.models import Conversation
 from tests.mailweb.factories import deliver
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.smoke]
 
 
 @pytest.fixture
 def corpus(mailbox: MailAccount, hidden_mailbox: MailAccount) -> dict[str, Conversation]:
-    def add(key: str, **kwargs: object) -> None:
+    def add(key: str, **kwargs: Any) -> None:
         made[key] = deliver(mailbox, **kwargs).conversation
 
     made: dict[str, Conversation] = {}
-    add("invoice", subject="Invoice 2291 overdue", sender="Alice <alice@acme.test>",
-        text="Please pay the invoice.")
-    add("refund", subject="Refund request", sender="Bob <bob@shop.test>",
-        text="The invoices you sent were wrong; I want a refund.")
-    add("report", subject="Quarterly report", sender="Carol <carol@acme.test>",
-        to="billing@example.com", text="Attached.",
-        attachments=[("q3.pdf", "application/pdf", b"%PDF")])
+    add(
+        "invoice",
+        subject="Invoice 2291 overdue",
+        sender="Alice <alice@acme.test>",
+        text="Please pay the invoice.",
+    )
+    add(
+        "refund",
+        subject="Refund request",
+        sender="Bob <bob@shop.test>",
+        text="The invoices you sent were wrong; I want a refund.",
+    )
+    add(
+        "report",
+        subject="Quarterly report",
+        sender="Carol <carol@acme.test>",
+        to="billing@example.com",
+        text="Attached.",
+        attachments=[("q3.pdf", "application/pdf", b"%PDF")],
+    )
     add("other", subject="Lunch", sender="Dan <dan@food.test>", text="Pizza?")
     made["hidden"] = deliver(hidden_mailbox, subject="Invoice secret", text="invoice").conversation
     return made
@@ -60,9 +75,7 @@ def test_ranked_full_text_with_stemming(
     assert "Invoice secret" not in found
 
 
-def test_operators(
-    member_with_access: User, corpus: dict[str, Conversation]
-) -> None:
+def test_operators(member_with_access: User, corpus: dict[str, Conversation]) -> None:
     assert _subjects(member_with_access, "from:alice") == ["Invoice 2291 overdue"]
     assert _subjects(member_with_access, "from:acme.test has:attachment") == ["Quarterly report"]
     assert _subjects(member_with_access, "to:billing@example.com") == ["Quarterly report"]

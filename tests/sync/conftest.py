@@ -91,6 +91,7 @@ def imap_account(
                 address,
                 imap_host="127.0.0.1",
                 imap_port=server.port,
+                imap_security="ssl",
                 username=address,
                 password=secret,
             )
