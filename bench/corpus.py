@@ -24,7 +24,7 @@ _FIRST = [
     "Grace", "Oliver", "Sofia", "Liam", "Noah", "Emma", "Mia", "Lucas", "Aiko", "Dmitri",
 ]  # fmt: skip
 _LAST = [
-    "Müller", "García", "Nowak", "Øster", "Иванова", "太郎", "Dubois", "Yılmaz", "Sharma",
+    "Müller", "García", "Nowak", "Øster", "Иванова", "太郎", "Dubois", "Yılmaz", "Sharma",  # noqa: RUF001
     "Okafor", "Svensson", "Novák", "Παπαδόπουλος", "Haddad", "Tanaka", "Brown", "Smith", "Rossi",
     "Kowalski", "Jensen", "O'Brien", "Nguyễn", "Fernández", "Schäfer", "Lefèvre",
 ]  # fmt: skip
@@ -34,20 +34,81 @@ _DOMAINS = [
 ]  # fmt: skip
 _TOPICS = [
     "Invoice {n} overdue", "Order #{n} has not arrived", "Question about plan {n}",
-    "Rechnung Nr. {n} – Rückfrage", "Commande {n} : problème de livraison",
+    "Rechnung Nr. {n} – Rückfrage", "Commande {n} : problème de livraison",  # noqa: RUF001
     "注文番号 {n} について", "Заказ {n}: вопрос по доставке", "Refund request for ticket {n}",
     "Meeting next week about project {n}", "Password reset not working ({n})",
     "Pedido {n} — cambio de dirección", "Feedback on release {n}", "Contract renewal {n}",
     "Δελτίο αποστολής {n}", "Upgrade to the premium tier ({n})",
 ]  # fmt: skip
-_WORDS = (
-    "the order invoice delivery customer account support team please thanks regards update "
-    "question problem payment refund shipment tracking number address change request issue "
-    "ticket week today tomorrow attached document contract renewal price quote meeting call "
-    "schedule confirm received sorry delay warehouse product service plan upgrade feature "
-    "Lieferung Rechnung bitte danke Grüße Bestellung commande livraison merci cordialement "
-    "pedido envío gracias saludos заказ доставка спасибо 注文 配送 ありがとう よろしく"
-).split()
+_WORDS = [
+    "the",
+    "order",
+    "invoice",
+    "delivery",
+    "customer",
+    "account",
+    "support",
+    "team",
+    "please",
+    "thanks",
+    "regards",
+    "update",
+    "question",
+    "problem",
+    "payment",
+    "refund",
+    "shipment",
+    "tracking",
+    "number",
+    "address",
+    "change",
+    "request",
+    "issue",
+    "ticket",
+    "week",
+    "today",
+    "tomorrow",
+    "attached",
+    "document",
+    "contract",
+    "renewal",
+    "price",
+    "quote",
+    "meeting",
+    "call",
+    "schedule",
+    "confirm",
+    "received",
+    "sorry",
+    "delay",
+    "warehouse",
+    "product",
+    "service",
+    "plan",
+    "upgrade",
+    "feature",
+    "Lieferung",
+    "Rechnung",
+    "bitte",
+    "danke",
+    "Grüße",
+    "Bestellung",
+    "commande",
+    "livraison",
+    "merci",
+    "cordialement",
+    "pedido",
+    "envío",
+    "gracias",
+    "saludos",
+    "заказ",
+    "доставка",
+    "спасибо",
+    "注文",
+    "配送",
+    "ありがとう",
+    "よろしく",
+]
 
 
 def _person(rng: random.Random) -> tuple[str, str]:
@@ -73,7 +134,7 @@ def _body(rng: random.Random, size: int) -> str:
 
 
 def _html(text: str, rng: random.Random) -> str:
-    parts = [f"<p style=\"margin:0 0 1em\">{p}</p>" for p in text.split("\n\n")]
+    parts = [f'<p style="margin:0 0 1em">{p}</p>' for p in text.split("\n\n")]
     signature = (
         '<table style="border-top:1px solid #ccc"><tr><td><img src="https://tracker.example/'
         f'px/{rng.randint(1, 10**9)}.gif" width="1" height="1"><b>Support</b><br>'

@@ -268,9 +268,9 @@ def bench_mailweb(
 
         def done() -> bool:
             folders = Folder.objects.filter(mailbox=mailbox, sync_enabled=True)
-            return folders.exists() and not folders.filter(
-                initial_sync_done_at__isnull=True
-            ).exists()
+            return (
+                folders.exists() and not folders.filter(initial_sync_done_at__isnull=True).exists()
+            )
 
         started = time.perf_counter()
         sync_mailbox.delay(mailbox.pk)

@@ -294,6 +294,7 @@ def measure(label: str, call: Callable[[], Any], runs: int) -> tuple[str, float,
 
 
 def run(runs: int) -> None:
+    from django.core.cache import cache
     from django.db import connection
     from django.test import Client
     from django.test.utils import setup_test_environment
@@ -301,7 +302,7 @@ def run(runs: int) -> None:
     from accounts.models import MailAccount, User
     from mailweb.models import Conversation, Label, Message
     from mailweb.search import search
-    from mailweb.selectors import InboxFilter, inbox_page, sidebar_counts
+    from mailweb.selectors import InboxFilter, _sidebar_counts, inbox_page, sidebar_counts
 
     setup_test_environment()
     admin = User.objects.get(email="admin@bench.test")
@@ -336,8 +337,20 @@ def run(runs: int) -> None:
             "selector: page 200 deep (keyset)",
             lambda: inbox_page(admin, InboxFilter(status="all"), cursor=cursor),
         ),
-        ("selector: sidebar counts (admin)", lambda: sidebar_counts(admin, InboxFilter())),
+        ("selector: sidebar counts, cached (admin)", lambda: sidebar_counts(admin, InboxFilter())),
+        (
+            "selector: sidebar counts, uncached (admin)",
+            lambda: _sidebar_counts(admin, InboxFilter()),
+        ),
+        (
+            "selector: sidebar counts, uncached (member)",
+            lambda: _sidebar_counts(agent, InboxFilter()),
+        ),
         ("page GET / (admin: list + sidebar + template)", get(admin_client, "/")),
+        (
+            "page GET / (admin, sidebar not cached)",
+            lambda: (cache.clear(), get(admin_client, "/")()),
+        ),
         ("page GET / (member of 2-4 mailboxes)", get(agent_client, "/")),
         ("page GET /?assignee=me", get(admin_client, "/?assignee=me")),
         ("page GET /?assignee=unassigned", get(admin_client, "/?assignee=unassigned")),

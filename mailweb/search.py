@@ -20,14 +20,14 @@ from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.db import connection
 from django.db.models import Expression, F, Max, Q, QuerySet
 
-from accounts.selectors import AnyUser
+from accounts.selectors import AnyUser, visible_mailboxes
 from mailweb.models import Conversation, Message
 from mailweb.selectors import visible_conversations, with_unread
 
 RESULTS_PER_PAGE = 50
-# Ranking every match of a very common word is the expensive part of full-text search; past
-# this many matching messages the newest ones are ranked and the rest ignored.
-RANK_WINDOW = 5000
+# Ranking every match of a common word is the expensive part of full-text search: only the
+# newest matching messages are ranked, RANK_WINDOW of them, widened for deeper pages.
+RANK_WINDOW = 500
 
 _OPERATOR = re.compile(r"^(from|to|subject|has|is|assignee|label|in):(.*)$", re.I)
 
@@ -136,12 +136,12 @@ def search(user: AnyUser, raw: str, page: int = 1) -> SearchResults:
     page = max(1, page)
     if parsed.empty:
         return SearchResults([], parsed, page, has_next=False)
-    conversations = _conversation_filter(visible_conversations(user), user, parsed)
-    message_filter = _message_filter(parsed)
+    visible = visible_mailboxes(user)
     start = (page - 1) * RESULTS_PER_PAGE
     stop = start + RESULTS_PER_PAGE + 1
-    needs_messages = bool(parsed.words) or message_filter != Q()
-    if not needs_messages:
+    message_filter = _message_filter(parsed)
+    if not parsed.words and message_filter == Q():
+        conversations = _conversation_filter(visible_conversations(user), user, parsed)
         ordered = list(
             with_unread(conversations, user)
             .select_related("mailbox", "assignee")
@@ -152,8 +152,22 @@ def search(user: AnyUser, raw: str, page: int = 1) -> SearchResults:
             ordered[:RESULTS_PER_PAGE], parsed, page, has_next=len(ordered) > RESULTS_PER_PAGE
         )
 
-    messages = Message.objects.filter(message_filter, conversation__in=conversations)
-    if connection.vendor == "postgresql" and parsed.words:
+    # Messages carry their mailbox, so visibility needs no join; conversations are joined
+    # only for conversation-level operators (is:, assignee:, label:).
+    messages = Message.objects.filter(message_filter, mailbox__in=visible)
+    if parsed.statuses or parsed.assignee or parsed.labels:
+        scoped = _conversation_filter(
+            Conversation.objects.filter(mailbox__in=visible), user, parsed
+        )
+        messages = messages.filter(conversation__in=scoped.values("pk"))
+    postgres = connection.vendor == "postgresql"
+    if postgres:
+        addresses = _address_query(parsed)
+        if addresses is not None:
+            messages = messages.annotate(address_vector=MessageSearchVector()).filter(
+                address_vector=addresses
+            )
+    if postgres and parsed.words:
         ids = _ranked_postgres(messages, parsed.text, start, stop)
     else:
         for word in parsed.words:
@@ -178,6 +192,28 @@ def search(user: AnyUser, raw: str, page: int = 1) -> SearchResults:
     return SearchResults(
         ordered[:RESULTS_PER_PAGE], parsed, page, has_next=len(ids) > RESULTS_PER_PAGE
     )
+
+
+_ADDRESS_TERM = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+|[\w+-]+")
+
+
+def _address_query(parsed: ParsedQuery) -> SearchQuery | None:
+    """A full-text pre-filter for from:/to: values, so the exact (substring) match that
+    follows reads only candidate rows instead of every message.
+
+    The search column indexes each address as one token ("ann@x.org") and each name word
+    ("ann"), so a prefix query ("ann:*") finds both. Values that the tokenizer would split
+    differently (a bare domain like "x.org") get no pre-filter; the substring match alone
+    still finds them.
+    """
+    terms = []
+    for value in [*parsed.from_, *parsed.to]:
+        if _ADDRESS_TERM.fullmatch(value):
+            escaped = value.lower().replace("\\", "\\\\").replace("'", "''")
+            terms.append(f"'{escaped}':*")
+    if not terms:
+        return None
+    return SearchQuery(" & ".join(terms), config="simple", search_type="raw")
 
 
 class MessageSearchVector(Expression):
@@ -208,7 +244,7 @@ def _ranked_postgres(messages: QuerySet[Message], text: str, start: int, stop: i
         messages.annotate(vector=MessageSearchVector())
         .filter(vector=query)
         .order_by("-received_at")
-        .values("pk")[:RANK_WINDOW]
+        .values("pk")[: max(RANK_WINDOW, stop * 10)]
     )
     rows = (
         Message.objects.filter(pk__in=window)

@@ -186,25 +186,46 @@ class SidebarCounts:
     teammates: list[User] = field(default_factory=list)
 
 
+SIDEBAR_CACHE_SECONDS = 15
+COUNTED_STATUSES = [
+    Conversation.Status.OPEN,
+    Conversation.Status.PENDING,
+    Conversation.Status.SNOOZED,
+]  # Closed grows forever; counting it would read most of the table on every page.
+
+
 def sidebar_counts(user: AnyUser, filters: InboxFilter) -> SidebarCounts:
-    """Counts for the sidebar, in six queries whatever the data.
+    """Counts for the sidebar (cached briefly; any team action refreshes them at once).
 
     Status counts respect the chosen mailbox; the other counts are of open conversations (what
     a team works through), within the chosen mailbox when one is chosen.
     """
+    from django.core.cache import cache
+
+    from mailweb.live import change_counter
+
+    key = f"mailweb:sidebar:{user.pk}:{filters.mailbox}:{change_counter()}"
+    counts: SidebarCounts | None = cache.get(key)
+    if counts is None:
+        counts = _sidebar_counts(user, filters)
+        cache.set(key, counts, SIDEBAR_CACHE_SECONDS)
+    return counts
+
+
+def _sidebar_counts(user: AnyUser, filters: InboxFilter) -> SidebarCounts:
+    """Six queries, each reading one index range: no query touches closed conversations."""
     base = visible_conversations(user)
     if filters.mailbox:
         base = base.filter(mailbox_id=filters.mailbox)
-    # GROUP BY status and two narrow counts read the (status, ...) and (assignee, status, ...)
-    # indexes only; one conditional aggregate would scan the whole table instead.
-    by_status = dict(base.order_by().values_list("status").annotate(n=Count("id")))
+    by_status = dict(
+        base.filter(status__in=COUNTED_STATUSES)
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("id"))
+    )
     open_ones = base.filter(status=Conversation.Status.OPEN)
-    totals = {
-        "mine": open_ones.filter(assignee_id=user.pk or 0).count(),
-        "unassigned": open_ones.filter(assignee__isnull=True).count(),
-    }
-    # Per-mailbox and per-label counts as correlated subqueries: each reads one index range
-    # instead of joining every conversation to its mailbox or label and filtering afterwards.
+    mine = open_ones.filter(assignee_id=user.pk or 0).count()
+    unassigned = open_ones.filter(assignee__isnull=True).count()
     open_in_mailbox = (
         Conversation.objects.filter(mailbox=OuterRef("pk"), status=Conversation.Status.OPEN)
         .order_by()
@@ -217,23 +238,18 @@ def sidebar_counts(user: AnyUser, filters: InboxFilter) -> SidebarCounts:
         .annotate(open_count=Coalesce(Subquery(open_in_mailbox), 0))
         .order_by("address")
     )
-    labelled = Conversation.objects.filter(
-        labels=OuterRef("pk"),
-        status=Conversation.Status.OPEN,
-        mailbox__in=visible_mailboxes(user),
+    # From the (small) label links to their conversations, grouped once for all labels.
+    through = Conversation.labels.through.objects.filter(conversation__in=open_ones)
+    per_label = dict(
+        through.order_by().values_list("label_id").annotate(n=Count("conversation_id"))
     )
-    if filters.mailbox:
-        labelled = labelled.filter(mailbox_id=filters.mailbox)
-    open_with_label = labelled.order_by().values("labels").annotate(n=Count("id")).values("n")
-    labels = list(
-        Label.objects.annotate(open_count=Coalesce(Subquery(open_with_label), 0)).order_by("name")
-    )
+    labels = list(Label.objects.order_by("name"))
     return SidebarCounts(
-        statuses={status: by_status.get(status, 0) for status in STATUSES},
-        mine=totals["mine"],
-        unassigned=totals["unassigned"],
+        statuses={status: by_status.get(status, 0) for status in COUNTED_STATUSES},
+        mine=mine,
+        unassigned=unassigned,
         mailboxes=[(mailbox, mailbox.open_count) for mailbox in mailboxes],
-        labels=[(label, label.open_count) for label in labels],
+        labels=[(label, per_label.get(label.pk, 0)) for label in labels],
         teammates=list(teammates(user)),
     )
 

@@ -5,6 +5,7 @@ filesystem, so nothing but Python is needed. Production (``DEBUG`` off) refuses 
 the secrets it cannot safely invent.
 """
 
+import os
 import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -269,6 +270,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 MAILWEB_SYNC_SWEEP_SECONDS = env_int("MAILWEB_SYNC_SWEEP_SECONDS", 300)
 # Messages per FETCH batch (each batch is committed with its folder cursor).
 MAILWEB_SYNC_BATCH_SIZE = env_int("MAILWEB_SYNC_BATCH_SIZE", 200)
+# Processes that parse MIME for a sync (0: parse in the worker process itself).
+MAILWEB_SYNC_PARSE_PROCESSES = env_int("MAILWEB_SYNC_PARSE_PROCESSES", min(4, os.cpu_count() or 1))
 # Without CONDSTORE (Exchange), how often the flags of every message are re-read.
 MAILWEB_SYNC_FLAGS_SWEEP_SECONDS = env_int("MAILWEB_SYNC_FLAGS_SWEEP_SECONDS", 600)
 MAILWEB_HEARTBEAT_SECONDS = 30

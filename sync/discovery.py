@@ -25,7 +25,11 @@ log = logging.getLogger(__name__)
 
 RELIST_SECONDS = 900
 # Inbox first: its newest mail is what people look at first.
-ROLE_ORDER = {Folder.Role.INBOX: 0, Folder.Role.SENT: 1, Folder.Role.ARCHIVE: 2}
+ROLE_ORDER: dict[str, int] = {
+    str(Folder.Role.INBOX): 0,
+    str(Folder.Role.SENT): 1,
+    str(Folder.Role.ARCHIVE): 2,
+}
 
 __all__ = ["RELIST_SECONDS", "folders_to_sync", "refresh_folders"]
 
@@ -61,12 +65,12 @@ def _apply_listing(mailbox: MailAccount, listed: list[ListedFolder]) -> None:
         folder = existing[gone]
         removed = remove_folder(folder)
         log.info("folder %r of mailbox %s is gone (%d messages removed)", gone, mailbox.pk, removed)
-    for folder in listed:
-        row = existing.get(folder.name)
+    for entry in listed:
+        row = existing.get(entry.name)
         if row is None:
-            Folder.objects.create(mailbox=mailbox, name=folder.name, role=folder.role)
-        elif row.role != folder.role:
-            Folder.objects.filter(pk=row.pk).update(role=folder.role)
+            Folder.objects.create(mailbox=mailbox, name=entry.name, role=entry.role)
+        elif row.role != entry.role:
+            Folder.objects.filter(pk=row.pk).update(role=entry.role)
 
 
 def folders_to_sync(mailbox: MailAccount) -> list[Folder]:

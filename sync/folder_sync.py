@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -40,6 +41,8 @@ from sync.imap.fetch import (
 from sync.imap.session import Capabilities, FolderStatus, select
 from sync.ingest import IncomingMessage, ProviderKey, ServerState, prepare_batch, store_batch
 from sync.lease import Lease
+from sync.mime import ParsedMessage
+from sync.parse_pool import ParseJob, parse_many
 from sync.store import apply_flags, remove_messages
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,8 @@ SIZE_WINDOW = 2000
 RECENT_FLAGS_WINDOW = 500
 #: Flags sweeps and SEARCH comparisons ask for at most this many UIDs per command.
 UID_CHUNK = 5000
+#: Batches fetched ahead of the one being committed (bounded memory: depth x BATCH_BYTES).
+PIPELINE_DEPTH = 2
 
 
 def batch_size() -> int:
@@ -171,9 +176,10 @@ class FolderSync:
                 self._save_cursor(server_count=status.exists)
             return
         uids = search_uids(self.client, folder.uidnext)
-        for batch in self._batches(uids):
-            fetched = self._fetch_bodies(batch)
-            self._commit(fetched, {"uidnext": max(batch) + 1}, reopen=True)
+        self._ingest(
+            ((batch, {"uidnext": max(batch) + 1}) for batch in self._batches(uids)),
+            reopen=True,
+        )
         final = max([status.uidnext or 0, folder.uidnext, *(uid + 1 for uid in uids[-1:])])
         self._save_cursor(uidnext=final, server_count=status.exists)
 
@@ -215,12 +221,12 @@ class FolderSync:
             or now - folder.last_flags_sweep_at >= flags_sweep_interval()
         )
         stored = Message.objects.filter(folder=folder, uidvalidity=folder.uidvalidity)
+        ordered = stored.exclude(uid__isnull=True)
         if full:
-            uids = list(stored.order_by("uid").values_list("uid", flat=True))
+            found = ordered.order_by("uid").values_list("uid", flat=True)
         else:
-            uids = sorted(
-                stored.order_by("-uid").values_list("uid", flat=True)[:RECENT_FLAGS_WINDOW]
-            )
+            found = ordered.order_by("-uid").values_list("uid", flat=True)[:RECENT_FLAGS_WINDOW]
+        uids = sorted(uid for uid in found if uid is not None)
         changes: dict[int, tuple[bool, bool, bool, bool]] = {}
         for chunk in uid_chunks(uids, UID_CHUNK):
             result = uid_fetch(self.client, f"{chunk[0]}:{chunk[-1]}", ["FLAGS"])
@@ -274,7 +280,7 @@ class FolderSync:
         stored = Message.objects.filter(
             folder=folder, uidvalidity=folder.uidvalidity, uid__gte=low, uid__lt=folder.uidnext
         ).values_list("uid", flat=True)
-        gone = [uid for uid in stored if uid not in present]
+        gone = [uid for uid in stored if uid is not None and uid not in present]
         if gone:
             with transaction.atomic():
                 self.ctx.lease.check()
@@ -321,24 +327,17 @@ class FolderSync:
             self._finish_initial()
             return True
         first = folder.synced_count == 0
-        done_batches = 0
-        remaining = len(todo)
-        for batch in self._batches(todo, first_count=FIRST_BATCH if first else None):
-            fetched = self._fetch_bodies(batch)
-            remaining -= len(batch)
-            if remaining == 0:
-                cursor: dict[str, Any] = {
-                    "lowest_synced_uid": 1,
-                    "initial_sync_done_at": timezone.now(),
-                }
-            else:
-                cursor = {"lowest_synced_uid": min(batch)}
-            self._commit(fetched, cursor, reopen=False)
-            done_batches += 1
-            if remaining == 0:
-                return True
-            if (max_batches is not None and done_batches >= max_batches) or self.ctx.out_of_time():
-                return False
+
+        def planned() -> Iterator[tuple[list[int], dict[str, Any]]]:
+            remaining = len(todo)
+            for batch in self._batches(todo, first_count=FIRST_BATCH if first else None):
+                remaining -= len(batch)
+                if remaining == 0:
+                    yield batch, {"lowest_synced_uid": 1, "initial_sync_done_at": timezone.now()}
+                else:
+                    yield batch, {"lowest_synced_uid": min(batch)}
+
+        self._ingest(planned(), reopen=False, max_batches=max_batches)
         return folder.initial_sync_done_at is not None
 
     def _finish_initial(self) -> None:
@@ -355,18 +354,16 @@ class FolderSync:
             if uids:
                 yield list(uids)
             return
-        count_limit = first_count or limit
+        count_limit = min(first_count, limit) if first_count else limit
         current: list[int] = []
         current_bytes = 0
         for window in uid_chunks(list(uids), SIZE_WINDOW):
             sizes = uid_fetch(self.client, compress_uids(window), ["RFC822.SIZE"]).messages
             for uid in window:
-                if uid not in sizes:
-                    continue  # expunged since the search
-                size = sizes[uid].size or 0
-                if current and (
-                    len(current) >= count_limit or current_bytes + size > BATCH_BYTES
-                ):
+                # A UID missing here was expunged since the search; it stays in the batch (the
+                # FETCH simply returns nothing for it) so the cursor still moves past it.
+                size = (sizes[uid].size or 0) if uid in sizes else 0
+                if current and (len(current) >= count_limit or current_bytes + size > BATCH_BYTES):
                     yield current
                     current, current_bytes = [], 0
                     count_limit = limit
@@ -381,23 +378,63 @@ class FolderSync:
             items.append("MODSEQ")
         result = uid_fetch(self.client, compress_uids(uids), items)
         # In the order asked for (newest first during the backfill, oldest first for new mail).
-        return [result.messages[uid] for uid in uids if uid in result.messages]
+        return [
+            result.messages[uid]
+            for uid in uids
+            if uid in result.messages and result.messages[uid].body is not None
+        ]
+
+    def _ingest(
+        self,
+        planned: Iterator[tuple[list[int], dict[str, Any]]],
+        *,
+        reopen: bool,
+        max_batches: int | None = None,
+    ) -> int:
+        """Fetch, parse and commit batches in order, with the steps overlapping.
+
+        While batch *n* is committed, batch *n+1* is already fetched and being parsed in the
+        parse pool; commits (and so cursor moves) still happen strictly in order. Stops early
+        at ``max_batches`` or when the pass is out of time; returns batches committed.
+        """
+        in_flight: deque[tuple[list[FetchedMessage], dict[str, Any], Any]] = deque()
+        committed = 0
+        for batch, cursor in planned:
+            fetched = self._fetch_bodies(batch)
+            job = parse_many([message.body or b"" for message in fetched])
+            in_flight.append((fetched, cursor, job))
+            if len(in_flight) >= PIPELINE_DEPTH:
+                self._commit(*in_flight.popleft(), reopen=reopen)
+                committed += 1
+            if max_batches is not None and committed + len(in_flight) >= max_batches:
+                break
+            if self.ctx.out_of_time():
+                break
+        while in_flight:
+            self._commit(*in_flight.popleft(), reopen=reopen)
+            committed += 1
+        return committed
 
     def _commit(
-        self, fetched: list[FetchedMessage], cursor: dict[str, Any], *, reopen: bool
+        self,
+        fetched: list[FetchedMessage],
+        cursor: dict[str, Any],
+        job: ParseJob | list[ParsedMessage],
+        *,
+        reopen: bool,
     ) -> None:
         """Store a batch and move the cursor over it in one transaction."""
         folder = self.folder
+        parsed = job.result() if isinstance(job, ParseJob) else job
         items = [
             IncomingMessage(
-                raw=message.body,
+                raw=message.body or b"",
                 key=ProviderKey(folder=folder, uidvalidity=folder.uidvalidity, uid=message.uid),
                 state=_server_state(message),
             )
             for message in fetched
-            if message.body is not None
         ]
-        prepared = prepare_batch(self.ctx.mailbox, items)
+        prepared = prepare_batch(self.ctx.mailbox, items, parsed)
         with transaction.atomic():
             self.ctx.lease.check()
             results = store_batch(prepared, reopen=reopen)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F, Min, Q
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
@@ -124,12 +124,20 @@ class PreparedBatch:
         return len(self.prepared)
 
 
-def prepare_batch(mailbox: MailAccount, items: Sequence[IncomingMessage]) -> PreparedBatch:
+def prepare_batch(
+    mailbox: MailAccount,
+    items: Sequence[IncomingMessage],
+    parsed: Sequence[ParsedMessage] | None = None,
+) -> PreparedBatch:
     """The slow, transaction-free half of ingestion: skip stored keys, write blobs, parse.
 
-    Blobs are written before any row refers to them, outside the transaction: a crash leaves at
-    worst an unreferenced blob, never a row pointing at missing bytes.
+    ``parsed`` may hold ``parse_message(item.raw)`` for every item, computed elsewhere (the
+    sync engine parses in a process pool). Blobs are written before any row refers to them,
+    outside the transaction: a crash leaves at worst an unreferenced blob, never a row pointing
+    at missing bytes.
     """
+    if parsed is not None and len(parsed) != len(items):
+        raise ValueError("parsed must have one entry per item")
     results: list[tuple[Message, bool] | None] = [None] * len(items)
     existing = _existing(mailbox, [item.key for item in items])
     first_of: dict[tuple[object, ...], int] = {}
@@ -145,7 +153,10 @@ def prepare_batch(mailbox: MailAccount, items: Sequence[IncomingMessage]) -> Pre
             if identity is not None:
                 first_of[identity] = index
             pending.append(index)
-    prepared = [_prepare(mailbox, items[index]) for index in pending]
+    prepared = [
+        _prepare(mailbox, items[index], parsed[index] if parsed is not None else None)
+        for index in pending
+    ]
     return PreparedBatch(mailbox, results, pending, prepared, repeats)
 
 
@@ -199,9 +210,12 @@ class _Prepared:
         return self.parsed.message_id[:998]
 
 
-def _prepare(mailbox: MailAccount, item: IncomingMessage) -> _Prepared:
+def _prepare(
+    mailbox: MailAccount, item: IncomingMessage, parsed: ParsedMessage | None = None
+) -> _Prepared:
     raw_sha256 = put_blob(item.raw)
-    parsed = parse_message(item.raw)
+    if parsed is None:
+        parsed = parse_message(item.raw)
     attachment_blobs = [put_blob(attachment.payload) for attachment in parsed.attachments]
     received_at = item.state.received_at or parsed.date or timezone.now()
     participants = {parsed.from_address, *(address for _, address in parsed.to + parsed.cc)}
@@ -257,6 +271,11 @@ class _Thread:
     last_sender: str | None = None
     has_attachments: bool = False
     reopened: bool = False
+    # The oldest message's time: its subject names the conversation. History is synced newest
+    # first, so a conversation is often started by a reply ("Re: ...") and renamed later.
+    first_at: datetime | None = None
+    first_date: datetime | None = None
+    subject: str | None = None
 
     @classmethod
     def existing(cls, conversation: Conversation) -> _Thread:
@@ -266,6 +285,7 @@ class _Thread:
             count=conversation.message_count,
             last_message_at=conversation.last_message_at,
             last_activity_at=conversation.last_activity_at,
+            first_at=getattr(conversation, "first_message_at", None),
         )
 
     def touch(self, message: _Prepared, *, reopen: bool) -> None:
@@ -282,6 +302,12 @@ class _Thread:
             self.has_attachments = True
         if reopen and newest and self.conversation.status != Conversation.Status.OPEN:
             self.reopened = True
+        # Ties on the server's arrival time (an import, a bulk copy) fall back to the Date header.
+        key = (received, message.parsed.date or received)
+        if self.first_at is None or key < (self.first_at, self.first_date or self.first_at):
+            self.first_at, self.first_date = key
+            if self.count > 1 or not self.is_new:
+                self.subject = message.parsed.subject
         self.members.append(message)
 
 
@@ -331,7 +357,9 @@ class _ThreadIndex:
         conversation_ids |= set(self.removed.values())
         self.threads: dict[int, _Thread] = {
             conversation.pk: _Thread.existing(conversation)
-            for conversation in Conversation.objects.filter(pk__in=conversation_ids)
+            for conversation in Conversation.objects.filter(pk__in=conversation_ids).annotate(
+                first_message_at=Min("messages__received_at")
+            )
         }
         self.new_threads: list[_Thread] = []
         # Batch members, for lookups by later members of the same batch.
@@ -404,18 +432,23 @@ class _ThreadIndex:
             activity = thread.last_activity_at or thread.conversation.last_activity_at
             if thread.conversation.normalized_subject == normalized and low <= activity <= high:
                 candidates[id(thread)] = (activity, thread)
-        stored = Conversation.objects.filter(
-            mailbox=self.mailbox,
-            normalized_subject=normalized,
-            last_activity_at__gte=low,
-            last_activity_at__lte=high,
-        ).order_by("-last_activity_at")[:5]
+        stored = (
+            Conversation.objects.filter(
+                mailbox=self.mailbox,
+                normalized_subject=normalized,
+                last_activity_at__gte=low,
+                last_activity_at__lte=high,
+            )
+            .annotate(first_message_at=Min("messages__received_at"))
+            .order_by("-last_activity_at")[:5]
+        )
         for conversation in stored:
-            thread = self.threads.get(conversation.pk)
-            if thread is None:
-                thread = _Thread.existing(conversation)
-                self.threads[conversation.pk] = thread
-            activity = thread.last_activity_at or conversation.last_activity_at
+            known = self.threads.get(conversation.pk)
+            if known is None:
+                known = _Thread.existing(conversation)
+                self.threads[conversation.pk] = known
+            activity = known.last_activity_at or conversation.last_activity_at
+            thread = known
             candidates.setdefault(id(thread), (activity, thread))
         ordered = sorted(candidates.values(), key=lambda entry: entry[0], reverse=True)[:5]
         sender = parsed.from_address.lower()
@@ -491,6 +524,9 @@ def _store(
         conversation.snippet = thread.snippet or ""
         conversation.last_sender = thread.last_sender or ""
         conversation.has_attachments = thread.has_attachments
+        if thread.subject is not None:
+            conversation.subject = thread.subject[:998]
+            conversation.normalized_subject = normalize_subject(thread.subject)[:998]
         new_conversations.append(conversation)
     Conversation.objects.bulk_create(new_conversations)
 
@@ -574,6 +610,9 @@ def _update_stored_conversation(thread: _Thread) -> None:
     if thread.reopened:
         updates["status"] = Conversation.Status.OPEN
         updates["snoozed_until"] = None
+    if thread.subject is not None:
+        updates["subject"] = thread.subject[:998]
+        updates["normalized_subject"] = normalize_subject(thread.subject)[:998]
     Conversation.objects.filter(pk=thread.conversation.pk).update(**updates)
 
 

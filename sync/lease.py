@@ -170,9 +170,8 @@ class RowLease(Lease):
     @staticmethod
     def _take(mailbox_id: int, holder: str, condition: Q) -> bool:
         expires = timezone.now() + timedelta(seconds=ROW_LEASE_SECONDS)
-        updated = (
-            MailboxSyncState.objects.filter(condition, mailbox_id=mailbox_id)
-            .update(lease_holder=holder, lease_expires_at=expires)
+        updated = MailboxSyncState.objects.filter(condition, mailbox_id=mailbox_id).update(
+            lease_holder=holder, lease_expires_at=expires
         )
         return updated == 1
 

@@ -21,8 +21,9 @@ class MailboxSyncState(models.Model):
         MailAccount, on_delete=models.CASCADE, primary_key=True, related_name="sync_state"
     )
     requests = models.PositiveBigIntegerField(
-        default=0, help_text="Bumped by every request to sync; a pass that started before the "
-        "latest bump runs again."
+        default=0,
+        help_text="Bumped by every request to sync; a pass that started before the "
+        "latest bump runs again.",
     )
     lease_holder = models.CharField(max_length=200, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)

@@ -8,7 +8,7 @@ failing mailbox's bookkeeping never blocks another's.
 
 from __future__ import annotations
 
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from accounts.models import MailAccount
@@ -32,7 +32,7 @@ def is_syncable(mailbox: MailAccount) -> bool:
     return mailbox.status not in HELD_STATES
 
 
-def _live(mailbox_id: int):  # type: ignore[no-untyped-def]
+def _live(mailbox_id: int) -> QuerySet[MailAccount]:
     return MailAccount.objects.filter(pk=mailbox_id).exclude(status__in=HELD_STATES)
 
 

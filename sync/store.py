@@ -49,6 +49,8 @@ def apply_flags(
         folder=folder, uidvalidity=uidvalidity, uid__in=list(changes)
     ).values_list("id", "uid", "is_seen", "is_flagged", "is_answered", "is_draft")
     for pk, uid, *current in rows:
+        if uid is None:
+            continue
         wanted = changes[uid]
         if tuple(current) != wanted:
             groups[wanted].append(pk)
@@ -111,7 +113,7 @@ def refresh_conversations(conversation_ids: Iterable[int]) -> None:
         .annotate(
             count=Count("id"),
             newest=Max("received_at"),
-            attachments=Count("id", filter=Q(has_attachments=True)),
+            with_files=Count("id", filter=Q(has_attachments=True)),
         )
     }
     empty = [pk for pk in ids if pk not in stats]
@@ -128,7 +130,7 @@ def refresh_conversations(conversation_ids: Iterable[int]) -> None:
         Conversation.objects.filter(pk=pk).update(
             message_count=row["count"],
             last_message_at=row["newest"],
-            has_attachments=row["attachments"] > 0,
+            has_attachments=row["with_files"] > 0,
             snippet=newest["snippet"],
             last_sender=(newest["from_name"] or newest["from_address"])[:300],
         )

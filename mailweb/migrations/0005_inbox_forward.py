@@ -16,4 +16,8 @@ class Migration(migrations.Migration):
             name='forwarded_message',
             field=models.ForeignKey(blank=True, help_text='For a forward: the message whose attachments go along.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='mailweb.message'),
         ),
+        migrations.AddIndex(
+            model_name='message',
+            index=models.Index(fields=['-received_at'], name='message_received_idx'),
+        ),
     ]

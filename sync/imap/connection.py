@@ -116,9 +116,7 @@ def open_imap(mailbox: MailAccount, *, timeout: float = DEFAULT_TIMEOUT) -> IMAP
     secret = _secret(mailbox)
     context = tls_context()
     try:
-        client = IMAPClient(
-            host, port, ssl=security == "ssl", ssl_context=context, timeout=timeout
-        )
+        client = IMAPClient(host, port, ssl=security == "ssl", ssl_context=context, timeout=timeout)
     except CONNECTION_ERRORS as exc:
         raise ImapUnavailable(f"cannot connect to {host}:{port}: {_describe(exc)}") from None
     client.normalise_times = False

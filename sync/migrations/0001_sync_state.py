@@ -6,39 +6,80 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0002_connection_state'),
-        ('mailweb', '0005_inbox_forward'),
+        ("accounts", "0002_connection_state"),
+        ("mailweb", "0005_inbox_forward"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='MailboxSyncState',
+            name="MailboxSyncState",
             fields=[
-                ('mailbox', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='sync_state', serialize=False, to='accounts.mailaccount')),
-                ('requests', models.PositiveBigIntegerField(default=0, help_text='Bumped by every request to sync; a pass that started before the latest bump runs again.')),
-                ('lease_holder', models.CharField(blank=True, max_length=200)),
-                ('lease_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('folders_listed_at', models.DateTimeField(blank=True, null=True)),
-                ('capabilities', models.JSONField(blank=True, default=list)),
-                ('failures', models.PositiveIntegerField(default=0, help_text='Consecutive failed passes (reset by a good one).')),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "mailbox",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="sync_state",
+                        serialize=False,
+                        to="accounts.mailaccount",
+                    ),
+                ),
+                (
+                    "requests",
+                    models.PositiveBigIntegerField(
+                        default=0,
+                        help_text="Bumped by every request to sync; a pass that started before the latest bump runs again.",
+                    ),
+                ),
+                ("lease_holder", models.CharField(blank=True, max_length=200)),
+                ("lease_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("folders_listed_at", models.DateTimeField(blank=True, null=True)),
+                ("capabilities", models.JSONField(blank=True, default=list)),
+                (
+                    "failures",
+                    models.PositiveIntegerField(
+                        default=0, help_text="Consecutive failed passes (reset by a good one)."
+                    ),
+                ),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
         ),
         migrations.CreateModel(
-            name='RemovedMessage',
+            name="RemovedMessage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('message_id', models.CharField(max_length=998)),
-                ('removed_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='mailweb.conversation')),
-                ('mailbox', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='accounts.mailaccount')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("message_id", models.CharField(max_length=998)),
+                ("removed_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="mailweb.conversation",
+                    ),
+                ),
+                (
+                    "mailbox",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="accounts.mailaccount",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['mailbox', 'message_id'], name='removedmessage_msgid_idx'), models.Index(fields=['removed_at'], name='removedmessage_age_idx')],
+                "indexes": [
+                    models.Index(fields=["mailbox", "message_id"], name="removedmessage_msgid_idx"),
+                    models.Index(fields=["removed_at"], name="removedmessage_age_idx"),
+                ],
             },
         ),
     ]

@@ -17,6 +17,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,18 @@ class ImapAccount:
     mailbox: MailAccount
 
     def append(self, raw: bytes, folder: str = "INBOX", flags: tuple[bytes, ...] = ()) -> int:
-        return self.server.append(self.address, folder, raw, flags=flags)
+        """APPEND with INTERNALDATE = the Date header, as a delivery would have set it."""
+        return self.server.append(self.address, folder, raw, flags=flags, msg_time=_date(raw))
+
+    def append_many(self, raws: list[bytes], folder: str = "INBOX") -> None:
+        """APPEND many messages over one connection (MULTIAPPEND, 100 at a time)."""
+        with self.server.admin(self.address) as imap:
+            for start in range(0, len(raws), 100):
+                chunk = raws[start : start + 100]
+                imap.multiappend(
+                    folder,
+                    [{"msg": raw, "date": _date(raw)} if _date(raw) else raw for raw in chunk],
+                )
 
     def folder_name(self, special_use: str) -> str:
         return self.server.folder_name(special_use)
@@ -51,15 +64,25 @@ class ImapAccount:
 
     def stored_uids(self, folder: str = "INBOX") -> list[int]:
         row = Folder.objects.get(mailbox=self.mailbox, name=folder)
-        return sorted(
-            Message.objects.filter(folder=row, uidvalidity=row.uidvalidity).values_list(
-                "uid", flat=True
-            )
+        uids = Message.objects.filter(folder=row, uidvalidity=row.uidvalidity).values_list(
+            "uid", flat=True
         )
+        return sorted(uid for uid in uids if uid is not None)
 
     def refresh(self) -> MailAccount:
         self.mailbox.refresh_from_db()
         return self.mailbox
+
+
+def _date(raw: bytes) -> datetime | None:
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"date:"):
+            try:
+                return parsedate_to_datetime(line[5:].decode().strip())
+            except (TypeError, ValueError):
+                return None
+    return None
 
 
 @pytest.fixture

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from datetime import UTC, datetime, timedelta
 
 BASE_TIME = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -38,9 +38,7 @@ def message(
     if html:
         msg.add_alternative(html, subtype="html")
     if attachment is not None:
-        msg.add_attachment(
-            attachment, maintype="application", subtype="pdf", filename="report.pdf"
-        )
+        msg.add_attachment(attachment, maintype="application", subtype="pdf", filename="report.pdf")
     return msg.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
@@ -57,8 +55,9 @@ def thread(count: int, subject: str = "Order 1234", start: datetime | None = Non
         out.append(
             message(
                 subject if index == 0 else f"Re: {subject}",
-                sender="Alice <alice@example.net>" if index % 2 == 0 else "Support "
-                "<support@example.com>",
+                sender="Alice <alice@example.net>"
+                if index % 2 == 0
+                else "Support <support@example.com>",
                 message_id=message_id,
                 in_reply_to=ids[index - 1] if index else None,
                 references=ids[:index] or None,
@@ -73,7 +72,7 @@ MALFORMED = (
     b"From: =?utf-8?B?broken\r\n"
     b"Subject: =?x-unknown?Q?caf=E9?= \xff\xfe raw bytes\r\n"
     b"Date: not a date\r\n"
-    b"Content-Type: multipart/mixed; boundary=\"never-closed\"\r\n"
+    b'Content-Type: multipart/mixed; boundary="never-closed"\r\n'
     b"\r\n"
     b"--never-closed\r\n"
     b"Content-Type: text/plain; charset=bogus-charset\r\n"

@@ -1,0 +1,79 @@
+"""``manage.py addmailbox ADDRESS --imap-host HOST:PORT --username USER --password-file FILE``.
+
+Adds (or updates) a plain IMAP mailbox that signs in with a password, for scripted setups; the
+same as "Add an IMAP mailbox" on the Mailboxes page. The password is read from a file (``-``
+reads standard input) so it never appears in the process list or shell history; it goes
+straight into the encrypted vault. The initial sync is enqueued for the workers.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from accounts.actions import MailboxConflict, add_password_mailbox
+from mailweb.env import host_and_port
+
+
+class Command(BaseCommand):
+    help = "Add a mailbox on any IMAP server that signs in with a password."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("address", help="the mailbox's email address")
+        parser.add_argument("--imap-host", required=True, metavar="HOST[:PORT]")
+        parser.add_argument("--username", help="login name (default: the address)")
+        parser.add_argument(
+            "--password-file",
+            required=True,
+            metavar="FILE",
+            help="file holding the password; - for stdin",
+        )
+        parser.add_argument("--smtp-host", default="", metavar="HOST[:PORT]")
+        parser.add_argument(
+            "--imap-security",
+            choices=["ssl", "starttls"],
+            help="default: ssl on port 993, else starttls",
+        )
+        parser.add_argument(
+            "--smtp-security",
+            choices=["ssl", "starttls"],
+            help="default: ssl on port 465, else starttls",
+        )
+        parser.add_argument("--display-name", default="")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        source = options["password_file"]
+        try:
+            text = sys.stdin.read() if source == "-" else Path(source).read_text()
+        except OSError as exc:
+            raise CommandError(f"cannot read the password file: {exc.strerror}") from None
+        password = text.rstrip("\r\n")
+        if not password:
+            raise CommandError("the password file is empty")
+        imap_host, imap_port = host_and_port(options["imap_host"], 993)
+        smtp_host, smtp_port = (
+            host_and_port(options["smtp_host"], 587) if options["smtp_host"] else ("", 587)
+        )
+        try:
+            mailbox = add_password_mailbox(
+                options["address"],
+                imap_host=imap_host,
+                imap_port=imap_port,
+                username=options["username"] or options["address"],
+                password=password,
+                smtp_host=smtp_host,
+                smtp_port=smtp_port,
+                display_name=options["display_name"],
+                imap_security=options["imap_security"],
+                smtp_security=options["smtp_security"],
+            )
+        except MailboxConflict as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(
+            f"Added {mailbox.address} ({imap_host}:{imap_port}, {mailbox.imap_security}); "
+            "the initial sync is queued. Run `manage.py syncnow "
+            f"{mailbox.address}` to sync in the foreground."
+        )

@@ -1,0 +1,186 @@
+"""Parsing messages in parallel, in a few ``sync.parse_server`` processes.
+
+Parsing MIME with the standard library costs several milliseconds of pure-Python CPU per
+message, several times more than fetching it, so one core caps a sync far below what the
+network and the database could do. ``ParsePool`` keeps a few child processes (plain
+subprocesses: Celery's prefork workers are daemonic and may not use ``multiprocessing``) and
+hands them slices of a batch while the engine fetches the next batch and commits the previous
+one. Results are the exact ``ParsedMessage`` values ``sync.mime.parse_message`` returns; if a
+child fails, the slice is parsed in-process instead, so a pool problem never loses a message.
+
+``MAILWEB_SYNC_PARSE_PROCESSES`` sets the number of children (0 parses in-process).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import pickle
+import queue
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from django.conf import settings
+
+from sync.mime import ParsedMessage, parse_message
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct(">I")
+#: Messages sent to a child in one request.
+SLICE = 8
+#: Batches smaller than this are parsed in-process (a push with one new message should not
+#: wait for a round trip, nor start a pool).
+INLINE_BELOW = 6
+
+__all__ = ["ParseJob", "ParsePool", "parse_pool"]
+
+
+class ParseJob:
+    """The pending result of ``ParsePool.submit``."""
+
+    def __init__(self, count: int) -> None:
+        self._results: list[ParsedMessage | None] = [None] * count
+        self._remaining = count
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        if count == 0:
+            self._done.set()
+
+    def _fill(self, start: int, parsed: Sequence[ParsedMessage]) -> None:
+        with self._lock:
+            self._results[start : start + len(parsed)] = parsed
+            self._remaining -= len(parsed)
+            if self._remaining <= 0:
+                self._done.set()
+
+    def result(self) -> list[ParsedMessage]:
+        self._done.wait()
+        return [parsed for parsed in self._results if parsed is not None]
+
+
+class _Child:
+    def __init__(self) -> None:
+        root = str(Path(__file__).resolve().parent.parent)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "sync.parse_server"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=root,
+            env=env,
+        )
+
+    def call(self, raws: Sequence[bytes]) -> list[ParsedMessage]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        data = pickle.dumps(list(raws), protocol=5)
+        self.process.stdin.write(_HEADER.pack(len(data)))
+        self.process.stdin.write(data)
+        self.process.stdin.flush()
+        header = self.process.stdout.read(_HEADER.size)
+        if len(header) != _HEADER.size:
+            raise EOFError("parse process exited")
+        size = _HEADER.unpack(header)[0]
+        payload = self.process.stdout.read(size)
+        if len(payload) != size:
+            raise EOFError("parse process exited mid-reply")
+        parsed: list[ParsedMessage] = pickle.loads(payload)  # noqa: S301 - our own child
+        if len(parsed) != len(raws):
+            raise EOFError("parse process answered for the wrong number of messages")
+        return parsed
+
+    def close(self) -> None:
+        try:
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+            self.process.wait(timeout=5)
+        except Exception:
+            self.process.kill()
+
+
+class ParsePool:
+    """``processes`` child parsers, each served by one thread of this process."""
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        self._tasks: queue.Queue[tuple[ParseJob, int, list[bytes]] | None] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._pid = os.getpid()
+        for index in range(processes):
+            thread = threading.Thread(target=self._serve, name=f"parse-pool-{index}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def submit(self, raws: Sequence[bytes]) -> ParseJob:
+        """Start parsing ``raws``; ``.result()`` returns them parsed, in order."""
+        job = ParseJob(len(raws))
+        for start in range(0, len(raws), SLICE):
+            self._tasks.put((job, start, list(raws[start : start + SLICE])))
+        return job
+
+    def _serve(self) -> None:
+        child: _Child | None = None
+        while True:
+            task = self._tasks.get()
+            if task is None:
+                break
+            job, start, raws = task
+            try:
+                if child is None:
+                    child = _Child()
+                parsed = child.call(raws)
+            except Exception as exc:
+                log.warning("parse process failed (%s); parsing in-process", type(exc).__name__)
+                if child is not None:
+                    child.close()
+                child = None
+                parsed = [parse_message(raw) for raw in raws]
+            job._fill(start, parsed)
+        if child is not None:
+            child.close()
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._tasks.put(None)
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+
+_pool: ParsePool | None = None
+_pool_lock = threading.Lock()
+
+
+def configured_processes() -> int:
+    value = getattr(settings, "MAILWEB_SYNC_PARSE_PROCESSES", None)
+    if value is None:
+        return min(4, os.cpu_count() or 1)
+    return max(0, int(value))
+
+
+def parse_pool() -> ParsePool | None:
+    """The process-wide pool (started on first use), or None when parsing stays in-process."""
+    global _pool
+    processes = configured_processes()
+    if processes <= 0:
+        return None
+    with _pool_lock:
+        if _pool is not None and (_pool._pid != os.getpid() or _pool.processes != processes):
+            _pool = None  # forked (Celery prefork) or reconfigured: this process needs its own
+        if _pool is None:
+            _pool = ParsePool(processes)
+            atexit.register(_pool.close)
+        return _pool
+
+
+def parse_many(raws: Sequence[bytes]) -> ParseJob | list[ParsedMessage]:
+    """Parse in the pool when it is worth it; returns a job, or the results right away."""
+    pool = parse_pool() if len(raws) >= INLINE_BELOW else None
+    if pool is None:
+        return [parse_message(raw) for raw in raws]
+    return pool.submit(raws)

@@ -1,0 +1,56 @@
+"""``python -m sync.parse_server``: parses messages for ``sync.parse_pool`` in its own process.
+
+MIME parsing is pure Python and the costliest step of a sync, so the engine spreads it over a
+few of these processes. The protocol on stdin/stdout is length-prefixed pickles: a list of raw
+messages in, the list of ``ParsedMessage`` out. The process exits when stdin closes, which
+also happens when its parent dies, however it dies. It touches neither the database nor the
+blob store: the parent stores what it gets back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+import struct
+import sys
+
+_HEADER = struct.Struct(">I")
+
+
+def _read_exact(stream: object, size: int) -> bytes | None:
+    chunks = []
+    remaining = size
+    while remaining:
+        chunk = stream.read(remaining)  # type: ignore[attr-defined]
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def serve() -> None:
+    # The protocol owns the real stdout; anything printed by accident goes to stderr.
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    sys.stdout = sys.stderr
+    source = sys.stdin.buffer
+    from sync.mime import parse_message
+
+    while True:
+        header = _read_exact(source, _HEADER.size)
+        if header is None:
+            return
+        payload = _read_exact(source, _HEADER.unpack(header)[0])
+        if payload is None:
+            return
+        raws: list[bytes] = pickle.loads(payload)  # noqa: S301 - our own parent process
+        data = pickle.dumps([parse_message(raw) for raw in raws], protocol=5)
+        out.write(_HEADER.pack(len(data)))
+        out.write(data)
+        out.flush()
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError, KeyboardInterrupt):
+        serve()

@@ -1,0 +1,306 @@
+"""The sync engine against a real Dovecot: both the full one (CONDSTORE, QRESYNC, SPECIAL-USE)
+and the Exchange-like one (none of them, Exchange's folder names), so every code path runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from accounts.models import MailAccount
+from mailweb.blobs import get_blob
+from mailweb.models import Conversation, Folder, Message, Note
+from sync import folder_sync
+from sync.engine import run_sync
+from sync.folder_sync import Progress
+from sync.models import RemovedMessage
+from tests.fakes.dovecot import DovecotServer
+from tests.sync.conftest import ImapAccount
+from tests.sync.mail import MALFORMED, message, new_id, thread
+
+pytestmark = pytest.mark.dovecot
+
+SERVERS = ["standard", "exchange"]
+
+
+@pytest.fixture(params=SERVERS)
+def server(request: pytest.FixtureRequest) -> DovecotServer:
+    name = "dovecot" if request.param == "standard" else "dovecot_exchange_like"
+    server: DovecotServer = request.getfixturevalue(name)
+    return server
+
+
+@pytest.fixture
+def account(imap_account: Callable[..., ImapAccount], server: DovecotServer) -> ImapAccount:
+    return imap_account(server)
+
+
+def sync_ok(account: ImapAccount, **kwargs: Any) -> Any:
+    report = run_sync(account.mailbox.pk, **kwargs)
+    assert report.failure is None, report.failure
+    assert not report.busy and not report.skipped, report
+    return report
+
+
+def folder(account: ImapAccount, name: str = "INBOX") -> Folder:
+    return Folder.objects.get(mailbox=account.mailbox, name=name)
+
+
+def message_by_id(account: ImapAccount, message_id: str) -> Message:
+    return Message.objects.get(mailbox=account.mailbox, message_id=message_id.strip("<>"))
+
+
+def test_initial_sync_is_complete_exact_and_newest_first(
+    account: ImapAccount, settings: Any
+) -> None:
+    settings.MAILWEB_SYNC_BATCH_SIZE = 4
+    conversation = thread(5, "Order 77")
+    for raw in conversation[:4]:
+        account.append(raw)
+    singles = [message(f"Single {n}", message_id=new_id()) for n in range(17)]
+    for raw in singles:
+        account.append(raw, flags=(b"\\Seen",))
+    sent = account.folder_name("\\Sent")
+    account.append(conversation[4], folder=sent)
+    server_uids = account.server_uids()
+
+    seen_at_first_commit: list[list[int]] = []
+
+    def progress(event: Progress) -> None:
+        if event.folder == "INBOX" and not seen_at_first_commit:
+            seen_at_first_commit.append(account.stored_uids())
+
+    report = sync_ok(account, progress=progress)
+
+    assert report.new == 22 and report.complete
+    assert account.stored_uids() == server_uids
+    assert account.stored_uids(sent) == account.server_uids(sent)
+    # Newest first: the first committed batch is the four highest UIDs.
+    assert seen_at_first_commit == [server_uids[-4:]]
+    inbox = folder(account)
+    assert inbox.uidvalidity == account.server.uidvalidity(account.address, "INBOX")
+    assert inbox.uidnext == server_uids[-1] + 1
+    assert inbox.lowest_synced_uid == 1 and inbox.initial_sync_done_at is not None
+    assert inbox.synced_count == inbox.server_count == 21
+    # The thread spans Inbox and Sent and is one conversation; the reply in Sent is outgoing.
+    threaded = Conversation.objects.get(mailbox=account.mailbox, subject="Order 77")
+    assert threaded.message_count == 5
+    assert set(threaded.messages.values_list("folder__name", flat=True)) == {"INBOX", sent}
+    assert threaded.messages.get(folder__name=sent).direction == Message.Direction.OUTGOING
+    assert Message.objects.filter(mailbox=account.mailbox, subject="Single 3").get().is_seen
+    # Raw bytes are kept exactly.
+    stored = message_by_id(account, _header(singles[3], b"Message-ID"))
+    assert get_blob(stored.raw_sha256) == singles[3]
+    mailbox = account.refresh()
+    assert mailbox.status == MailAccount.Status.ACTIVE and mailbox.last_error == ""
+    assert mailbox.last_sync_at is not None
+
+
+def test_folder_roles_and_folders_to_sync(account: ImapAccount) -> None:
+    sent, archive = account.folder_name("\\Sent"), account.folder_name("\\Archive")
+    account.server.create_folder(account.address, "Projects")
+    account.append(message("In projects"), folder="Projects")
+    account.append(message("Sent one"), folder=sent)
+    sync_ok(account)
+    roles = dict(
+        Folder.objects.filter(mailbox=account.mailbox).values_list("name", "role")
+    )
+    assert roles["INBOX"] == "inbox" and roles[sent] == "sent" and roles[archive] == "archive"
+    assert roles[account.folder_name("\\Trash")] == "trash"
+    assert roles[account.folder_name("\\Junk")] == "junk"
+    synced = set(
+        Folder.objects.filter(mailbox=account.mailbox, sync_enabled=True).values_list(
+            "name", flat=True
+        )
+    )
+    assert synced == {"INBOX", sent, archive}
+    assert Message.objects.filter(mailbox=account.mailbox, subject="Sent one").exists()
+
+    account.mailbox.folders_to_sync = ["inbox", "Projects"]
+    account.mailbox.save()
+    sync_ok(account)
+    synced = set(
+        Folder.objects.filter(mailbox=account.mailbox, sync_enabled=True).values_list(
+            "name", flat=True
+        )
+    )
+    assert synced == {"INBOX", "Projects"}
+    # A folder no longer synced leaves the store; the newly synced one is fetched.
+    assert not Message.objects.filter(mailbox=account.mailbox, subject="Sent one").exists()
+    assert Message.objects.filter(mailbox=account.mailbox, subject="In projects").exists()
+
+
+def test_incremental_sync_fetches_only_new_mail_and_reopens(account: ImapAccount) -> None:
+    first = message("Where is my parcel?", message_id=new_id())
+    account.append(first)
+    sync_ok(account)
+    conversation = message_by_id(account, _header(first, b"Message-ID")).conversation
+    Conversation.objects.filter(pk=conversation.pk).update(status=Conversation.Status.CLOSED)
+
+    again = sync_ok(account)
+    assert again.new == 0
+
+    parent = _header(first, b"Message-ID")
+    account.append(message("Re: Where is my parcel?", in_reply_to=parent, references=[parent]))
+    account.append(message("Another topic"))
+    report = sync_ok(account)
+    assert report.new == 2
+    assert account.stored_uids() == account.server_uids()
+    conversation.refresh_from_db()
+    assert conversation.message_count == 2
+    assert conversation.status == Conversation.Status.OPEN  # new mail reopened it
+
+
+def test_flag_changes_reach_the_store(account: ImapAccount, monkeypatch: Any) -> None:
+    uids = [account.append(message(f"Flags {n}")) for n in range(6)]
+    sync_ok(account)
+    account.server.set_flags(account.address, "INBOX", uids[5], [b"\\Seen"])
+    account.server.set_flags(account.address, "INBOX", uids[4], [b"\\Flagged", b"\\Answered"])
+    report = sync_ok(account)
+    assert report.flags == 2
+    rows = {m.uid: m for m in Message.objects.filter(folder=folder(account))}
+    assert rows[uids[5]].is_seen and not rows[uids[5]].is_flagged
+    assert rows[uids[4]].is_flagged and rows[uids[4]].is_answered and not rows[uids[4]].is_seen
+
+    # An older message outside the per-pass window (no CONDSTORE) waits for the full sweep;
+    # with CONDSTORE every change is seen at once.
+    monkeypatch.setattr(folder_sync, "RECENT_FLAGS_WINDOW", 2)
+    account.server.set_flags(account.address, "INBOX", uids[0], [b"\\Seen"])
+    sync_ok(account)
+    inbox = folder(account)
+    oldest = Message.objects.get(folder=inbox, uid=uids[0])
+    if account.server.hide_capabilities:
+        assert not oldest.is_seen
+        Folder.objects.filter(pk=inbox.pk).update(
+            last_flags_sweep_at=timezone.now() - timedelta(hours=1)
+        )
+        sync_ok(account)
+        oldest.refresh_from_db()
+        assert oldest.is_seen
+        assert folder(account).highestmodseq is None
+    else:
+        assert oldest.is_seen
+        assert inbox.highestmodseq is not None and inbox.highestmodseq > 1
+
+
+def test_expunged_messages_leave_the_store(account: ImapAccount) -> None:
+    solo = message("Delete me", message_id=new_id())
+    pair = thread(2, "Keep one")
+    uids = [account.append(raw) for raw in (solo, *pair)]
+    sync_ok(account)
+    solo_conversation = message_by_id(account, _header(solo, b"Message-ID")).conversation_id
+    pair_conversation = message_by_id(account, _header(pair[0], b"Message-ID")).conversation
+    account.server.expunge(account.address, "INBOX", [uids[0], uids[2]])
+    report = sync_ok(account)
+    assert report.removed == 2
+    assert account.stored_uids() == account.server_uids() == [uids[1]]
+    # An emptied conversation nobody worked on is gone; the other one is recounted.
+    assert not Conversation.objects.filter(pk=solo_conversation).exists()
+    pair_conversation.refresh_from_db()
+    assert pair_conversation.message_count == 1
+    assert folder(account).synced_count == 1
+
+
+def test_expunge_and_append_in_the_same_pass(account: ImapAccount) -> None:
+    """Same number of messages, different set: the count shortcut must not hide it."""
+    uids = [account.append(message(f"Keep or not {n}")) for n in range(3)]
+    sync_ok(account)
+    account.server.expunge(account.address, "INBOX", uids[1])
+    account.append(message("Newcomer"))
+    sync_ok(account)
+    assert account.stored_uids() == account.server_uids()
+
+
+def test_moved_message_keeps_its_conversation(account: ImapAccount, admin_user: Any) -> None:
+    archive = account.folder_name("\\Archive")
+    trash = account.folder_name("\\Trash")
+    original = thread(2, "Moving parts")
+    uids = [account.append(raw) for raw in original]
+    sync_ok(account)
+    moved = message_by_id(account, _header(original[1], b"Message-ID"))
+    conversation = moved.conversation
+    Note.objects.create(conversation=conversation, author=admin_user, body="VIP customer")
+    Conversation.objects.filter(pk=conversation.pk).update(
+        status=Conversation.Status.CLOSED, assignee=admin_user
+    )
+
+    # Inbox -> Archive (both synced): ingested there before it is deleted from the Inbox.
+    account.server.move(account.address, "INBOX", uids[1], archive)
+    sync_ok(account)
+    now_archived = message_by_id(account, _header(original[1], b"Message-ID"))
+    assert now_archived.folder.name == archive
+    assert now_archived.conversation_id == conversation.pk
+    conversation.refresh_from_db()
+    assert conversation.message_count == 2
+    assert conversation.status == Conversation.Status.CLOSED  # a move is not new mail
+
+    # Everything to Trash (not synced) and back: the worked-on conversation survives empty and
+    # its messages return to it.
+    account.server.move(account.address, "INBOX", uids[0], trash)
+    trashed = account.server.uids(account.address, archive)[0]
+    account.server.move(account.address, archive, trashed, trash)
+    sync_ok(account)
+    conversation.refresh_from_db()
+    assert conversation.message_count == 0
+    removed = RemovedMessage.objects.filter(conversation=conversation)
+    assert len(set(removed.values_list("message_id", flat=True))) == 2
+    for uid in account.server.uids(account.address, trash):
+        account.server.move(account.address, trash, uid, "INBOX")
+    sync_ok(account)
+    conversation.refresh_from_db()
+    assert conversation.message_count == 2
+    assert set(conversation.messages.values_list("folder__name", flat=True)) == {"INBOX"}
+    assert conversation.notes.count() == 1
+
+
+def test_uidvalidity_change_reconciles_without_duplicates(account: ImapAccount) -> None:
+    raws = [*thread(3, "Renumbered"), message("No id here").replace(b"Message-ID", b"X-Old-ID")]
+    for raw in raws:
+        account.append(raw, flags=(b"\\Seen",))
+    sync_ok(account)
+    before = {m.raw_sha256: (m.pk, m.conversation_id) for m in Message.objects.all()}
+    old_validity = folder(account).uidvalidity
+
+    new_validity = account.server.reset_uidvalidity(account.address, "INBOX")
+    account.server.set_flags(account.address, "INBOX", account.server_uids()[0], [])
+    account.append(message("Arrived after the rebuild"))
+    report = sync_ok(account)
+
+    inbox = folder(account)
+    assert inbox.uidvalidity == new_validity != old_validity
+    assert account.stored_uids() == account.server_uids()
+    rows = list(Message.objects.filter(mailbox=account.mailbox))
+    assert len(rows) == 5 and report.new == 1
+    assert {m.uidvalidity for m in rows} == {new_validity}
+    for row in rows:
+        if row.raw_sha256 in before:  # the same rows, moved to their new UIDs
+            assert (row.pk, row.conversation_id) == before[row.raw_sha256]
+    assert Conversation.objects.get(subject="Renumbered").message_count == 3
+    assert Message.objects.get(folder=inbox, uid=account.server_uids()[0]).is_seen is False
+
+
+def test_malformed_message_is_kept_raw_and_listed(account: ImapAccount) -> None:
+    account.append(MALFORMED)
+    sync_ok(account)
+    stored = Message.objects.get(mailbox=account.mailbox)
+    assert stored.parse_error
+    assert get_blob(stored.raw_sha256) == MALFORMED
+    assert stored.conversation.message_count == 1
+    assert Conversation.objects.filter(mailbox=account.mailbox).count() == 1
+
+
+def test_password_mailbox_syncs(imap_account: Callable[..., ImapAccount]) -> None:
+    account = imap_account(password=True)
+    account.append(message("Over a password login"))
+    sync_ok(account)
+    assert Message.objects.filter(mailbox=account.mailbox).count() == 1
+
+
+def _header(raw: bytes, name: bytes) -> str:
+    for line in raw.split(b"\r\n"):
+        if line.lower().startswith(name.lower() + b":"):
+            return line.split(b":", 1)[1].strip().decode().strip("<>")
+    raise AssertionError(name)
