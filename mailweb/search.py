@@ -11,6 +11,7 @@ are ranked by ``ts_rank``; on SQLite (the no-server default) a LIKE search stand
 by recency.
 """
 
+import json
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ RESULTS_PER_PAGE = 50
 # Ranking every match of a common word is the expensive part of full-text search: only the
 # newest matching messages are ranked, RANK_WINDOW of them, widened for deeper pages.
 RANK_WINDOW = 500
+CANDIDATE_CAP = 20000
 
 _OPERATOR = re.compile(r"^(from|to|subject|has|is|assignee|label|in):(.*)$", re.I)
 
@@ -234,18 +236,31 @@ def _ranked_postgres(messages: QuerySet[Message], text: str, start: int, stop: i
     """Conversation ids ranked by their best-matching message (ts_rank, then recency).
 
     Either tsquery may match, mirroring how the column was built: 'simple' keeps names and
-    addresses whole, 'english' stems body words. Only the newest RANK_WINDOW matches are
-    ranked, which bounds the cost of a query for a very common word.
+    addresses whole, 'english' stems body words. Only the newest matches are ranked (the
+    window), which bounds the cost of a common word. The window comes from one of two plans,
+    chosen here from PostgreSQL's row estimate (the statistics of the search column know the
+    frequent words) rather than left to the planner, whose LIMIT costing picks an ordered
+    scan even for a rare word and then reads the whole table looking for it: a rare word
+    fetches its matches through the GIN index in any order and sorts them here; a frequent
+    word walks the received_at index newest first and meets its matches at once.
     """
     query = SearchQuery(text, config="english", search_type="websearch") | SearchQuery(
         text, config="simple", search_type="websearch"
     )
-    window = (
-        messages.annotate(vector=MessageSearchVector())
-        .filter(vector=query)
-        .order_by("-received_at")
-        .values("pk")[: max(RANK_WINDOW, stop * 10)]
-    )
+    matching = messages.annotate(vector=MessageSearchVector()).filter(vector=query)
+    size = max(RANK_WINDOW, stop * 10)
+    estimate, total = _estimated_rows(matching)
+    # Reading the newest rows until `size` matches turn up costs about size * total / estimate
+    # rows; fetching every match through the index costs about `estimate`.
+    if estimate > CANDIDATE_CAP or estimate * estimate > size * total:
+        window = list(matching.order_by("-received_at").values_list("pk", flat=True)[:size])
+    else:
+        candidates = list(matching.order_by().values_list("pk", "received_at")[: CANDIDATE_CAP + 1])
+        if len(candidates) > CANDIDATE_CAP:  # the estimate was low: take the ordered plan
+            window = list(matching.order_by("-received_at").values_list("pk", flat=True)[:size])
+        else:
+            candidates.sort(key=lambda row: (row[1], row[0]), reverse=True)
+            window = [pk for pk, _ in candidates[:size]]
     rows = (
         Message.objects.filter(pk__in=window)
         .values("conversation_id")
@@ -254,3 +269,19 @@ def _ranked_postgres(messages: QuerySet[Message], text: str, start: int, stop: i
         .values_list("conversation_id", flat=True)[start:stop]
     )
     return list(rows)
+
+
+def _estimated_rows(queryset: QuerySet[Any]) -> tuple[float, float]:
+    """PostgreSQL's estimate of the rows ``queryset`` returns (EXPLAIN, nothing executed) and
+    of the rows in the message table."""
+    sql, params = queryset.values("pk").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
+        plan = cursor.fetchone()[0]
+        cursor.execute(
+            "SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [Message._meta.db_table]
+        )
+        total = cursor.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return float(plan[0]["Plan"]["Plan Rows"]), max(float(total), 1.0)

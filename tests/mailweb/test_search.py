@@ -119,3 +119,25 @@ def test_pagination(member_with_access: User, mailbox: MailAccount, monkeypatch:
     assert first.has_next and second.has_next and not third.has_next
     ids = [c.pk for r in (first, second, third) for c in r.conversations]
     assert len(ids) == len(set(ids)) == 7
+
+
+def test_common_word_plan_finds_the_same(
+    member_with_access: User, corpus: dict[str, Conversation], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL full-text search")
+    by_index = _subjects(member_with_access, "invoice")
+    monkeypatch.setattr(search, "CANDIDATE_CAP", 1)  # as if "invoice" were in every message
+    assert _subjects(member_with_access, "invoice") == by_index
+
+
+def test_rare_word_plan_falls_back_when_the_estimate_was_low(
+    member_with_access: User, corpus: dict[str, Conversation], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if connection.vendor != "postgresql":
+        pytest.skip("PostgreSQL full-text search")
+    expected = _subjects(member_with_access, "invoice")
+    monkeypatch.setattr(search, "_estimated_rows", lambda queryset: (0.0, 1.0))
+    assert _subjects(member_with_access, "invoice") == expected  # GIN fetch, sorted here
+    monkeypatch.setattr(search, "CANDIDATE_CAP", 1)
+    assert _subjects(member_with_access, "invoice") == expected  # too many: ordered scan

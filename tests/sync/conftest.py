@@ -158,7 +158,7 @@ class Worker:
                 "mailweb",
                 "worker",
                 "--pool=solo",
-                "--loglevel=WARNING",
+                f"--loglevel={self.extra_env.get('WORKER_LOG_LEVEL', 'WARNING')}",
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",

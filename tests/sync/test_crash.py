@@ -55,6 +55,21 @@ def conversation_partition(account: ImapAccount) -> set[frozenset[str]]:
     return {frozenset(group) for group in groups.values()}
 
 
+def diagnose(account: ImapAccount) -> str:
+    from django.db import connection
+
+    from sync.models import MailboxSyncState
+
+    mailbox = account.refresh()
+    state = MailboxSyncState.objects.filter(mailbox=mailbox).values().first()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid, granted, objid FROM pg_locks WHERE locktype = 'advisory'"
+        )
+        locks = cursor.fetchall()
+    return f"status={mailbox.status} error={mailbox.last_error!r} state={state} locks={locks}"
+
+
 def synced(account: ImapAccount) -> int:
     total = Folder.objects.filter(mailbox=account.mailbox).aggregate(n=Sum("synced_count"))["n"]
     return int(total or 0)
@@ -72,7 +87,11 @@ def test_sigkill_during_initial_sync_loses_and_duplicates_nothing(
     account.append_many(inbox_raws)
     account.append_many(sent_raws, folder=sent)
     total = len(inbox_raws) + len(sent_raws)
-    env = {"MAILWEB_BLOB_DIR": str(tmp_path / "worker-blobs"), "MAILWEB_SYNC_BATCH_SIZE": "15"}
+    env = {
+        "MAILWEB_BLOB_DIR": str(tmp_path / "worker-blobs"),
+        "MAILWEB_SYNC_BATCH_SIZE": "15",
+        "WORKER_LOG_LEVEL": "INFO",
+    }
     settings.STORAGES = {
         **settings.STORAGES,
         "default": {
@@ -86,7 +105,7 @@ def test_sigkill_during_initial_sync_loses_and_duplicates_nothing(
         worker = worker_factory(env)
         sync_mailbox.delay(account.mailbox.pk)  # what the sweep would do after a crash
         reached = wait_for(lambda t=threshold: synced(account) >= t, timeout=120, interval=0.005)
-        assert reached, f"the sync never reached {threshold} messages"
+        assert reached, f"the sync never reached {threshold} messages: {diagnose(account)}"
         worker.kill()
         kills.append(synced(account))
     # The kills landed inside the initial sync (the last one may come after its final commit).

@@ -1,0 +1,186 @@
+"""Ingestion: batches thread exactly like one-by-one ingestion, and the store's edge cases."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db.models import Q
+
+from accounts.models import MailAccount
+from mailweb.models import Conversation, Folder, Message, Note, OutgoingMessage
+from sync.ingest import (
+    IncomingMessage,
+    ProviderKey,
+    ServerState,
+    find_conversation,
+    ingest_batch,
+    ingest_message,
+)
+from sync.mime import parse_message
+from sync.store import remove_messages
+from tests.sync.mail import BASE_TIME, MALFORMED, message, new_id, thread
+
+pytestmark = pytest.mark.django_db
+
+
+def make_mailbox(address: str) -> tuple[MailAccount, Folder, Folder]:
+    mailbox = MailAccount.objects.create(address=address, method="imap_password")
+    inbox = Folder.objects.create(mailbox=mailbox, name="INBOX", role="inbox", uidvalidity=1)
+    sent = Folder.objects.create(mailbox=mailbox, name="Sent", role="sent", uidvalidity=1)
+    return mailbox, inbox, sent
+
+
+def item(raw: bytes, folder: Folder, uid: int, **state: Any) -> IncomingMessage:
+    return IncomingMessage(
+        raw=raw,
+        key=ProviderKey(folder=folder, uidvalidity=1, uid=uid),
+        state=ServerState(**state),
+    )
+
+
+def shape(mailbox: MailAccount) -> set[tuple[Any, ...]]:
+    """Conversations as (message ids, subject, count, snippet, last_message_at)."""
+    out = set()
+    for conversation in Conversation.objects.filter(mailbox=mailbox):
+        ids = frozenset(conversation.messages.values_list("message_id", flat=True))
+        out.add(
+            (
+                ids,
+                conversation.subject,
+                conversation.message_count,
+                conversation.snippet,
+                conversation.last_message_at,
+                conversation.has_attachments,
+            )
+        )
+    return out
+
+
+def corpus() -> list[bytes]:
+    """Newest first, as an initial sync sees it: replies before the messages they answer."""
+    first = thread(4, "Refund for order 9")
+    second = thread(3, "Login trouble", start=BASE_TIME + timedelta(days=2))
+    attachment = message(
+        "Invoice attached", message_id=new_id(), attachment=b"%PDF-1.4 fake", date=BASE_TIME
+    )
+    # A reply whose client dropped the headers: joins by subject (same participant, recent).
+    headerless = message(
+        "Re: Login trouble",
+        sender="Alice <alice@example.net>",
+        date=BASE_TIME + timedelta(days=2, hours=9),
+    )
+    ordered = [*first, *second, attachment, headerless]
+    return list(reversed(ordered))
+
+
+def test_a_batch_threads_like_one_message_at_a_time() -> None:
+    batch_box, batch_inbox, _ = make_mailbox("batch@example.com")
+    single_box, single_inbox, _ = make_mailbox("single@example.com")
+    raws = corpus()
+
+    results = ingest_batch(
+        batch_box, [item(raw, batch_inbox, uid) for uid, raw in enumerate(raws, 1)]
+    )
+    assert [created for _, created in results] == [True] * len(raws)
+    for uid, raw in enumerate(raws, 1):
+        ingest_message(single_box, raw, ProviderKey(folder=single_inbox, uidvalidity=1, uid=uid))
+
+    assert shape(batch_box) == shape(single_box)
+    subjects = sorted(c[1] for c in shape(batch_box))
+    # Named after the oldest message, although a reply was stored first.
+    assert subjects == ["Invoice attached", "Login trouble", "Refund for order 9"]
+    login = Conversation.objects.get(mailbox=batch_box, subject="Login trouble")
+    assert login.message_count == 4  # three threaded by headers, one by subject
+
+
+def test_replays_and_repeats_are_not_stored_twice() -> None:
+    mailbox, inbox, _ = make_mailbox("replay@example.com")
+    raw = message("Once")
+    first, created = ingest_message(mailbox, raw, ProviderKey(folder=inbox, uidvalidity=1, uid=7))
+    assert created
+    again = ingest_batch(mailbox, [item(raw, inbox, 7), item(message("Two"), inbox, 8)] * 2)
+    assert [c for _, c in again] == [False, True, False, False]
+    assert again[0][0].pk == again[2][0].pk == first.pk
+    assert again[1][0].pk == again[3][0].pk
+    assert Message.objects.filter(mailbox=mailbox).count() == 2
+
+
+def test_subject_fallback_is_guarded() -> None:
+    mailbox, inbox, _ = make_mailbox("subjects@example.com")
+    ingest_message(mailbox, message("Hello"), ProviderKey(folder=inbox, uidvalidity=1, uid=1))
+    # Same subject, not a reply: a new conversation (also when only the case differs).
+    ingest_message(mailbox, message("hello"), ProviderKey(folder=inbox, uidvalidity=1, uid=2))
+    assert Conversation.objects.filter(mailbox=mailbox).count() == 2
+    ingest_message(
+        mailbox, message("Invoice 42"), ProviderKey(folder=inbox, uidvalidity=1, uid=3)
+    )
+    stranger = parse_message(message("Re: Invoice 42", sender="Eve <eve@evil.example>"))
+    assert find_conversation(mailbox, stranger, BASE_TIME) is None
+    known = parse_message(message("Re: Invoice 42"))
+    assert find_conversation(mailbox, known, BASE_TIME) is not None
+    too_late = BASE_TIME + timedelta(days=90)
+    assert find_conversation(mailbox, known, too_late) is None
+
+
+def test_copies_do_not_reopen_but_new_replies_do() -> None:
+    mailbox, inbox, sent = make_mailbox("reopen@example.com")
+    root_id = new_id()
+    root = message("Broken widget", message_id=root_id)
+    stored, _ = ingest_message(mailbox, root, ProviderKey(folder=inbox, uidvalidity=1, uid=1))
+    Conversation.objects.filter(pk=stored.conversation_id).update(status="closed")
+    archive = Folder.objects.create(mailbox=mailbox, name="Archive", role="archive")
+    ingest_message(
+        mailbox, root, ProviderKey(folder=archive, uidvalidity=1, uid=1), reopen=True
+    )
+    conversation = Conversation.objects.get(pk=stored.conversation_id)
+    assert conversation.status == "closed" and conversation.message_count == 2
+    # Our own reply (Sent folder) does not reopen either.
+    ours = message(
+        "Re: Broken widget",
+        sender="Support <reopen@example.com>",
+        in_reply_to=root_id,
+        date=BASE_TIME + timedelta(hours=1),
+    )
+    ours_row, _ = ingest_message(
+        mailbox, ours, ProviderKey(folder=sent, uidvalidity=1, uid=1), reopen=True
+    )
+    assert ours_row.direction == Message.Direction.OUTGOING
+    conversation.refresh_from_db()
+    assert conversation.status == "closed"
+    theirs = message(
+        "Re: Broken widget", in_reply_to=root_id, date=BASE_TIME + timedelta(hours=2)
+    )
+    ingest_message(mailbox, theirs, ProviderKey(folder=inbox, uidvalidity=1, uid=2), reopen=True)
+    conversation.refresh_from_db()
+    assert conversation.status == "open" and conversation.message_count == 4
+
+
+def test_removed_message_rejoins_a_kept_conversation(admin_user: Any) -> None:
+    mailbox, inbox, _ = make_mailbox("tomb@example.com")
+    raw = message("Where is it?", message_id=new_id())
+    stored, _ = ingest_message(mailbox, raw, ProviderKey(folder=inbox, uidvalidity=1, uid=1))
+    Note.objects.create(conversation=stored.conversation, author=admin_user, body="call back")
+    assert remove_messages(mailbox, Q(pk=stored.pk)) == 1
+    conversation = Conversation.objects.get(pk=stored.conversation_id)
+    assert conversation.message_count == 0  # kept: the team wrote a note
+
+    back, created = ingest_message(mailbox, raw, ProviderKey(folder=inbox, uidvalidity=1, uid=9))
+    assert created and back.conversation_id == conversation.pk
+
+    lonely = message("Nobody cares", message_id=new_id())
+    row, _ = ingest_message(mailbox, lonely, ProviderKey(folder=inbox, uidvalidity=1, uid=10))
+    remove_messages(mailbox, Q(pk=row.pk))
+    assert not Conversation.objects.filter(pk=row.conversation_id).exists()
+
+
+def test_outgoing_and_parse_errors() -> None:
+    mailbox, inbox, _ = make_mailbox("out@example.com")
+    OutgoingMessage.objects.create(mailbox=mailbox, message_id="sent-by-us@example.com", to=[])
+    ours = message("Our reply", message_id="<sent-by-us@example.com>", sender="x@example.org")
+    row, _ = ingest_message(mailbox, ours, ProviderKey(folder=inbox, uidvalidity=1, uid=1))
+    assert row.direction == Message.Direction.OUTGOING
+    broken, _ = ingest_message(mailbox, MALFORMED, ProviderKey(folder=inbox, uidvalidity=1, uid=2))
+    assert broken.parse_error and broken.conversation.message_count == 1
+    assert broken.raw_sha256 and broken.size == len(MALFORMED)
