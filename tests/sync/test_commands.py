@@ -1,0 +1,131 @@
+"""Management commands: syncnow, addmailbox, import_mbox, idle --check."""
+
+from __future__ import annotations
+
+import mailbox as stdlib_mailbox
+from collections.abc import Callable
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from accounts import vault
+from accounts.models import MailAccount
+from mailweb.actions import record_heartbeat
+from mailweb.blobs import get_blob
+from mailweb.models import Conversation, Message
+from tests.fakes.dovecot import DovecotServer
+from tests.sync.conftest import ImapAccount, add_password_user
+from tests.sync.mail import message, new_id, thread
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out, stderr=out)
+    return out.getvalue()
+
+
+@pytest.mark.dovecot
+def test_syncnow(imap_account: Callable[..., ImapAccount]) -> None:
+    account = imap_account()
+    account.append(message("One"))
+    account.append(message("Two"))
+    output = run("syncnow", account.address.upper())
+    assert f"{account.address}: 2 new" in output
+    assert Message.objects.filter(mailbox=account.mailbox).count() == 2
+    assert "0 new" in run("syncnow")
+    with pytest.raises(CommandError, match="no mailbox"):
+        run("syncnow", "nobody@example.com")
+
+
+@pytest.mark.dovecot
+def test_syncnow_reports_failures(imap_account: Callable[..., ImapAccount]) -> None:
+    account = imap_account(password=True)
+    vault.store_password(account.mailbox, "wrong password")
+    with pytest.raises(CommandError, match="sync failed"):
+        run("syncnow", account.address)
+    assert account.refresh().status == MailAccount.Status.NEEDS_RECONNECT
+
+
+@pytest.mark.dovecot
+def test_addmailbox_then_sync(
+    dovecot: DovecotServer, tmp_path: Path, trust_test_ca: Path
+) -> None:
+    add_password_user(dovecot, "scripted@example.com", "s3cret-pass")
+    dovecot.append("scripted@example.com", "INBOX", message("Hello script"))
+    secret = tmp_path / "password"
+    secret.write_text("s3cret-pass\n")
+    output = run(
+        "addmailbox",
+        "scripted@example.com",
+        "--imap-host",
+        f"127.0.0.1:{dovecot.port}",
+        "--imap-security",
+        "ssl",
+        "--password-file",
+        str(secret),
+        "--smtp-host",
+        "127.0.0.1:2525",
+    )
+    assert "Added scripted@example.com" in output
+    mailbox = MailAccount.objects.get(address="scripted@example.com")
+    assert (mailbox.method, mailbox.imap_port, mailbox.smtp_port) == (
+        "imap_password",
+        dovecot.port,
+        2525,
+    )
+    assert mailbox.username == "scripted@example.com"
+    assert vault.get_password(mailbox) == "s3cret-pass"
+    assert "1 new" in run("syncnow", "scripted@example.com")
+
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    with pytest.raises(CommandError, match="empty"):
+        run("addmailbox", "x@example.com", "--imap-host", "h", "--password-file", str(empty))
+
+
+def test_import_mbox_and_maildir(tmp_path: Path) -> None:
+    box = MailAccount.objects.create(address="import@example.com", method="imap_password")
+    path = tmp_path / "archive.mbox"
+    mbox = stdlib_mailbox.mbox(str(path))
+    conversation = thread(3, "Imported thread")
+    for index, raw in enumerate(conversation):
+        entry = stdlib_mailbox.mboxMessage(raw.replace(b"\r\n", b"\n"))
+        if index == 0:
+            entry.set_flags("RO")
+        mbox.add(entry)
+    mbox.flush()
+    output = run("import_mbox", str(path), "--mailbox", "import@example.com")
+    assert "3 messages read: 3 imported, 0 already present" in output
+    assert Conversation.objects.get(mailbox=box).message_count == 3
+    first = Message.objects.get(mailbox=box, subject="Imported thread")
+    assert first.is_seen and first.folder is None
+    assert b"\r\nStatus:" not in get_blob(first.raw_sha256)  # mbox bookkeeping dropped
+    again = run("import_mbox", str(path), "--mailbox", "import@example.com")
+    assert "0 imported, 3 already present" in again
+
+    maildir = stdlib_mailbox.Maildir(str(tmp_path / "Maildir"))
+    flagged = stdlib_mailbox.MaildirMessage(message("Flagged one", message_id=new_id()))
+    flagged.set_flags("FS")
+    flagged.set_subdir("cur")
+    maildir.add(flagged)
+    output = run("import_mbox", str(tmp_path / "Maildir"), "--mailbox", "import@example.com")
+    assert "1 imported" in output
+    row = Message.objects.get(mailbox=box, subject="Flagged one")
+    assert row.is_flagged and row.is_seen
+
+    with pytest.raises(CommandError, match="no mailbox"):
+        run("import_mbox", str(path), "--mailbox", "missing@example.com")
+    with pytest.raises(CommandError, match="not a Maildir"):
+        run("import_mbox", str(tmp_path), "--mailbox", "import@example.com")
+
+
+def test_idle_health_check() -> None:
+    with pytest.raises(CommandError, match="no recent heartbeat"):
+        run("idle", "--check")
+    record_heartbeat("idle")
+    assert "idle: ok" in run("idle", "--check")
