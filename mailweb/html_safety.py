@@ -271,13 +271,30 @@ def rewrite_cid_images(html_text: str, mapping: Mapping[str, str]) -> str:
     Meant as the last step before display: the mapped URLs are ours (often relative), so later
     sanitizing would drop them. Unknown cids are left alone; they load nothing.
     """
+    return rewrite_images(html_text, mapping, remote=None)
+
+
+def rewrite_images(
+    html_text: str, mapping: Mapping[str, str], remote: Callable[[str], str] | None
+) -> str:
+    """One sanitizing pass that points images elsewhere: ``cid:`` ones through ``mapping`` and,
+    when ``remote`` is given, http(s) ones (``src`` or a blocked ``data-remote-src``) through it
+    (the display side passes its image proxy). The sanitizer's attribute policy runs first, so
+    nothing it would drop survives.
+    """
     lowered = {key.strip().strip("<>").lower(): url for key, url in mapping.items()}
+    image_attributes = {"src", "data-remote-src"} if remote else {"src"}
 
     def rewrite(tag: str, attr: str, value: str) -> str | None:
         result = _filter_attribute(tag, attr, value, block_remote=False)
-        if tag == "img" and attr == "src" and result and result[:4].lower() == "cid:":
+        if tag != "img" or attr not in image_attributes or not result:
+            return result
+        scheme = result.split(":", 1)[0].lower()
+        if scheme == "cid":
             cid = unquote(result[4:]).strip().strip("<>")
             return mapping.get(cid) or lowered.get(cid.lower()) or result
+        if remote is not None and scheme in {"http", "https"}:
+            return remote(result)
         return result
 
     return _clean(_make_cleaner(rewrite), html_text)

@@ -7,9 +7,7 @@ carries its own Content-Security-Policy (see ``frame_policy``), so even a saniti
 run script or reach another host.
 """
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import unquote
 
 from django.urls import reverse
 
@@ -58,7 +56,9 @@ def render_body(message: Message, *, show_images: bool) -> RenderedBody:
     remote = html_safety.remote_image_urls(sanitized)
     mapping = cid_map(message)
     if show_images and remote:
-        html = _rewrite_images(sanitized, mapping, lambda url: proxy_url(message.pk, url))
+        html = html_safety.rewrite_images(
+            sanitized, mapping, remote=lambda url: proxy_url(message.pk, url)
+        )
     else:
         html = html_safety.rewrite_cid_images(html_safety.block_remote_images(sanitized), mapping)
     return RenderedBody(html=html, remote_images=len(remote), images_shown=show_images)
@@ -66,30 +66,6 @@ def render_body(message: Message, *, show_images: bool) -> RenderedBody:
 
 def proxy_url(message_id: int, url: str) -> str:
     return reverse("image-proxy") + "?t=" + image_proxy.sign(message_id, url)
-
-
-def _rewrite_images(html: str, mapping: dict[str, str], remote: Callable[[str], str]) -> str:
-    """One sanitizing pass that points cid: images at attachments and remote ones at the proxy.
-
-    Uses the sanitizer's own attribute policy first, so nothing it would drop survives.
-    """
-    lowered = {key.lower(): url for key, url in mapping.items()}
-
-    def rewrite(tag: str, attr: str, value: str) -> str | None:
-        result = html_safety._filter_attribute(tag, attr, value, block_remote=False)
-        if tag != "img" or attr not in {"src", "data-remote-src"} or not result:
-            return result
-        scheme = result.split(":", 1)[0].lower()
-        if scheme == "cid":
-            cid = unquote(result[4:]).strip().strip("<>")
-            return mapping.get(cid) or lowered.get(cid.lower()) or result
-        if scheme in {"http", "https"}:
-            return remote(result)
-        return result
-
-    cleaner = html_safety._make_cleaner(rewrite)
-    rewritten: str = cleaner.clean(html)
-    return rewritten
 
 
 def is_safe_inline_image(attachment: Attachment) -> bool:
