@@ -148,8 +148,8 @@ USING_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresq
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
-# Password sign-in with failed attempts limited per account and per IP (mailweb.auth_backends).
-AUTHENTICATION_BACKENDS = ["mailweb.auth_backends.ThrottledModelBackend"]
+# Password sign-in with failed attempts limited per account and per IP (accounts.auth_backends).
+AUTHENTICATION_BACKENDS = ["accounts.auth_backends.ThrottledModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "inbox"
 LOGOUT_REDIRECT_URL = "login"

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,9 @@ import pytest
 from django.conf import settings
 
 from accounts.models import MailAccount, MailboxAccess, User
+from tests.fakes.fixtures import *  # noqa: F403  (identity provider, Dovecot, test CA)
 
 ROOT = Path(__file__).resolve().parent.parent
-
-from tests.fakes.fixtures import *  # noqa: F403  (identity provider, Dovecot, test CA)
 
 
 @pytest.fixture(autouse=True)
@@ -31,6 +31,17 @@ def _blob_dir(tmp_path: Path, settings: Any) -> None:
             "BACKEND": "mailweb.storage.AtomicFileSystemStorage",
             "OPTIONS": {"location": tmp_path / "blobs"},
         },
+    }
+
+
+@pytest.fixture(autouse=True)
+def _own_cache_namespace(settings: Any) -> None:
+    """Rate limits, presence and cached counts live in the cache: each test gets its own key
+    prefix, so it starts without them (and nothing is flushed: the Celery broker may share
+    the Redis database)."""
+    settings.CACHES = {
+        **settings.CACHES,
+        "default": {**settings.CACHES["default"], "KEY_PREFIX": f"test-{uuid.uuid4().hex}"},
     }
 
 

@@ -6,8 +6,8 @@ import pytest
 from django.core import mail
 from django.test import Client
 
+from accounts import auth_backends
 from accounts.models import User
-from mailweb import auth_backends
 
 pytestmark = pytest.mark.django_db
 

@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-from typing import Any
-
 import pytest
 from django.test import Client
 
 from accounts.models import MailAccount, MailboxAccess, User
 from mailweb.models import Conversation
 from tests.mailweb.factories import conversation_with
-
-
-@pytest.fixture(autouse=True)
-def _own_cache_namespace(settings: Any) -> None:
-    """Rate limits, presence and cached counts live in the cache: each test gets its own key
-    prefix, so it starts without them (and nothing is flushed: the Celery broker may share
-    the Redis database)."""
-    settings.CACHES = {
-        **settings.CACHES,
-        "default": {**settings.CACHES["default"], "KEY_PREFIX": f"test-{uuid.uuid4().hex}"},
-    }
 
 
 @pytest.fixture
