@@ -81,7 +81,10 @@ def main() -> None:
         recreate_database(base, args.db)
         os.environ.update(
             DATABASE_URL=database_url(base, args.db),
-            DEBUG="true",
+            DEBUG="false",
+            SECRET_KEY="bench-only-secret-key-not-for-production-use-0123456789",
+            MAILWEB_TOKEN_KEYS="mHn1HZ9h8wXg2S0a0-5B7tQYkz1m0n3jv3m1gk6v5rQ=",
+            ALLOWED_HOSTS="localhost",
             DJANGO_SETTINGS_MODULE="mailweb.settings",
             MAILWEB_BLOB_DIR=str(workdir / "blobs"),
             SSL_CERT_FILE=str(server.ca_path),
@@ -113,6 +116,13 @@ def main() -> None:
         elapsed = time.perf_counter() - started
         print(report)
         print(f"{args.messages} messages in {elapsed:.1f}s ({args.messages / elapsed:.0f}/s)")
+        resyncs = []
+        for _ in range(5):
+            started = time.perf_counter()
+            again = run_sync(mailbox.pk, raise_errors=True)
+            resyncs.append(time.perf_counter() - started)
+            assert again.new == 0
+        print("no-change resyncs (s):", " ".join(f"{r:.4f}" for r in resyncs))
         for name, seconds in sorted(timers.items(), key=lambda item: -item[1]):
             print(f"  {name:<28} {seconds:7.2f}s  {seconds / args.messages * 1000:6.2f} ms/msg")
         if not args.no_profile:

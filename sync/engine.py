@@ -101,6 +101,9 @@ def run_sync(
             report.busy = attempt == 0
             return report
         except Exception as exc:
+            if not MailAccount.objects.filter(pk=mailbox_id).exists():
+                report.skipped = "mailbox was deleted during the sync"
+                return report
             report.failure = classify(exc)
             report.failure.record(mailbox_id)
             if raise_errors:

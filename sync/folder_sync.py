@@ -186,7 +186,12 @@ class FolderSync:
     def _changes(self, status: FolderStatus) -> None:
         """Flag changes (CHANGEDSINCE or a sweep) and whether expunges need looking for."""
         folder, capabilities = self.folder, self.ctx.capabilities
-        if capabilities.condstore and status.highestmodseq and folder.highestmodseq:
+        if (
+            capabilities.condstore
+            and status.highestmodseq
+            and folder.highestmodseq
+            and status.highestmodseq >= folder.highestmodseq  # else: the server lost its count
+        ):
             if status.highestmodseq == folder.highestmodseq:
                 # Nothing changed since the last pass; with QRESYNC that includes expunges.
                 self.check_expunges = not capabilities.qresync and self._count_differs(status)
@@ -219,6 +224,11 @@ class FolderSync:
         full = (
             folder.last_flags_sweep_at is None
             or now - folder.last_flags_sweep_at >= flags_sweep_interval()
+            or bool(
+                status.highestmodseq
+                and folder.highestmodseq
+                and status.highestmodseq < folder.highestmodseq
+            )
         )
         stored = Message.objects.filter(folder=folder, uidvalidity=folder.uidvalidity)
         ordered = stored.exclude(uid__isnull=True)
@@ -236,7 +246,13 @@ class FolderSync:
             self.ctx.lease.check()
             changed = apply_flags(folder, folder.uidvalidity or 0, changes)
             extra: dict[str, Any] = {}
-            if status.highestmodseq and self.ctx.capabilities.condstore:
+            # Start (or restart) CHANGEDSINCE from here; after a full sweep only when the
+            # server's MODSEQ went backwards, so no change in between is skipped.
+            if (
+                status.highestmodseq
+                and self.ctx.capabilities.condstore
+                and (folder.highestmodseq is None or full)
+            ):
                 extra["highestmodseq"] = status.highestmodseq
             if full:
                 self._save_cursor(last_flags_sweep_at=now, **extra)
@@ -309,8 +325,10 @@ class FolderSync:
         folder = self.folder
         if folder.initial_sync_done_at is not None:
             return True
-        if folder.uidvalidity is None or self.ctx.out_of_time():
+        if folder.uidvalidity is None:
             return False
+        # No time check here: every pass moves each folder on by at least one batch (the
+        # ingest loop stops after it when time is up), so follow-up tasks always progress.
         self._ensure_selected()
         lowest = folder.lowest_synced_uid or folder.uidnext or 1
         if self.server_uids is not None:

@@ -395,6 +395,10 @@ class _ThreadIndex:
             children = self._candidates(self.children, self.batch_children, [message.message_id])
             if children:
                 return min(children, key=lambda entry: entry[:2])[2]
+        if parents:
+            # It names its thread, which is just not here (yet): history is synced newest
+            # first, so the parent usually arrives later and finds this one as its child.
+            return None
         return self._subject_match(message)
 
     def _candidates(
@@ -413,15 +417,17 @@ class _ThreadIndex:
         return found
 
     def _subject_match(self, message: _Prepared) -> _Thread | None:
-        """Join by subject only a reply ("Re: ...") to a recent conversation sharing a participant.
+        """Join by subject only a reply ("Re: ...") without In-Reply-To/References to a recent
+        conversation sharing a participant.
 
         Clients that drop References (some mobile and web mailers) would otherwise split
         threads; the guards keep unrelated "Invoice" or "Hello" mails apart.
         """
         parsed = message.parsed
         normalized = normalize_subject(parsed.subject)
-        plain = " ".join(parsed.subject.split()).casefold()
-        if not normalized or normalized == plain or len(normalized) < 4:
+        plain = " ".join(parsed.subject.split())
+        # Not a reply (no prefix was stripped), whether or not normalize_subject folds case.
+        if not normalized or normalized.casefold() == plain.casefold() or len(normalized) < 4:
             return None
         if not message.participants:
             return None
@@ -646,7 +652,8 @@ def find_conversation(
 
     Order: the same Message-ID in another folder (a move, or our own sent copy) or recently
     removed from one; a parent it names (the most recent); a child that arrived earlier and
-    names it; a subject match last, and only when guarded (a reply sharing a participant).
+    names it; a subject match last, only for a message without In-Reply-To/References and
+    only when guarded (a reply, sharing a participant, within a month).
     """
     message = _Prepared(
         item=IncomingMessage(raw=b"", key=ProviderKey()),

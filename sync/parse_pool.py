@@ -37,6 +37,9 @@ SLICE = 8
 #: Batches smaller than this are parsed in-process (a push with one new message should not
 #: wait for a round trip, nor start a pool).
 INLINE_BELOW = 6
+#: A child with nothing to do for this long exits (it is restarted on demand), so idle workers
+#: do not keep the parse processes' memory.
+IDLE_SECONDS = 60.0
 
 __all__ = ["ParseJob", "ParsePool", "parse_pool"]
 
@@ -127,7 +130,13 @@ class ParsePool:
     def _serve(self) -> None:
         child: _Child | None = None
         while True:
-            task = self._tasks.get()
+            try:
+                task = self._tasks.get(timeout=IDLE_SECONDS)
+            except queue.Empty:
+                if child is not None:
+                    child.close()
+                    child = None
+                continue
             if task is None:
                 break
             job, start, raws = task

@@ -48,8 +48,12 @@ class ImapAccount:
         return self.server.append(self.address, folder, raw, flags=flags, msg_time=_date(raw))
 
     def append_many(self, raws: list[bytes], folder: str = "INBOX") -> None:
-        """APPEND many messages over one connection (MULTIAPPEND, 100 at a time)."""
+        """APPEND many messages over one connection (MULTIAPPEND, 100 at a time, if offered)."""
         with self.server.admin(self.address) as imap:
+            if not imap.has_capability("MULTIAPPEND"):  # the Exchange-like server
+                for raw in raws:
+                    imap.append(folder, raw, msg_time=_date(raw))
+                return
             for start in range(0, len(raws), 100):
                 chunk = raws[start : start + 100]
                 imap.multiappend(

@@ -52,9 +52,7 @@ def test_syncnow_reports_failures(imap_account: Callable[..., ImapAccount]) -> N
 
 
 @pytest.mark.dovecot
-def test_addmailbox_then_sync(
-    dovecot: DovecotServer, tmp_path: Path, trust_test_ca: Path
-) -> None:
+def test_addmailbox_then_sync(dovecot: DovecotServer, tmp_path: Path, trust_test_ca: Path) -> None:
     add_password_user(dovecot, "scripted@example.com", "s3cret-pass")
     dovecot.append("scripted@example.com", "INBOX", message("Hello script"))
     secret = tmp_path / "password"
@@ -129,3 +127,26 @@ def test_idle_health_check() -> None:
         run("idle", "--check")
     record_heartbeat("idle")
     assert "idle: ok" in run("idle", "--check")
+
+
+def test_progress_bar_draws_counts_rate_and_eta() -> None:
+    from sync.folder_sync import Progress
+    from sync.management.commands.syncnow import _Bar
+
+    out = StringIO()
+
+    class Out:
+        def write(self, text: str, ending: str = "\n") -> None:
+            out.write(text + ending)
+
+        def flush(self) -> None:
+            pass
+
+    bar = _Bar(Out(), "box@example.com")
+    bar.update(Progress("INBOX", 10, 100))
+    bar.first = (bar.first[0] - 2.0, 10) if bar.first else None  # two seconds ago
+    bar.update(Progress("INBOX", 50, 100))
+    bar.finish()
+    text = out.getvalue()
+    assert "box@example.com INBOX" in text and "50/100" in text
+    assert "msg/s" in text and "ETA" in text and "#" * 15 in text

@@ -48,9 +48,9 @@ def corpus() -> tuple[list[bytes], list[bytes]]:
 def conversation_partition(account: ImapAccount) -> set[frozenset[str]]:
     """The conversations as sets of Message-IDs (independent of database ids)."""
     groups: dict[int, set[str]] = {}
-    for conversation_id, message_id in Message.objects.filter(
-        mailbox=account.mailbox
-    ).values_list("conversation_id", "message_id"):
+    for conversation_id, message_id in Message.objects.filter(mailbox=account.mailbox).values_list(
+        "conversation_id", "message_id"
+    ):
         groups.setdefault(conversation_id, set()).add(message_id)
     return {frozenset(group) for group in groups.values()}
 
@@ -63,9 +63,7 @@ def diagnose(account: ImapAccount) -> str:
     mailbox = account.refresh()
     state = MailboxSyncState.objects.filter(mailbox=mailbox).values().first()
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pid, granted, objid FROM pg_locks WHERE locktype = 'advisory'"
-        )
+        cursor.execute("SELECT pid, granted, objid FROM pg_locks WHERE locktype = 'advisory'")
         locks = cursor.fetchall()
     return f"status={mailbox.status} error={mailbox.last_error!r} state={state} locks={locks}"
 

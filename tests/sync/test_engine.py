@@ -105,9 +105,7 @@ def test_folder_roles_and_folders_to_sync(account: ImapAccount) -> None:
     account.append(message("In projects"), folder="Projects")
     account.append(message("Sent one"), folder=sent)
     sync_ok(account)
-    roles = dict(
-        Folder.objects.filter(mailbox=account.mailbox).values_list("name", "role")
-    )
+    roles = dict(Folder.objects.filter(mailbox=account.mailbox).values_list("name", "role"))
     assert roles["INBOX"] == "inbox" and roles[sent] == "sent" and roles[archive] == "archive"
     assert roles[account.folder_name("\\Trash")] == "trash"
     assert roles[account.folder_name("\\Junk")] == "junk"
@@ -231,7 +229,7 @@ def test_moved_message_keeps_its_conversation(account: ImapAccount, admin_user: 
     account.server.move(account.address, "INBOX", uids[1], archive)
     sync_ok(account)
     now_archived = message_by_id(account, _header(original[1], b"Message-ID"))
-    assert now_archived.folder.name == archive
+    assert now_archived.folder is not None and now_archived.folder.name == archive
     assert now_archived.conversation_id == conversation.pk
     conversation.refresh_from_db()
     assert conversation.message_count == 2
@@ -304,3 +302,62 @@ def _header(raw: bytes, name: bytes) -> str:
         if line.lower().startswith(name.lower() + b":"):
             return line.split(b":", 1)[1].strip().decode().strip("<>")
     raise AssertionError(name)
+
+
+def test_a_folder_deleted_on_the_server_leaves_the_store(account: ImapAccount) -> None:
+    account.server.create_folder(account.address, "Projects")
+    account.append(message("Project mail"), folder="Projects")
+    account.mailbox.folders_to_sync = ["inbox", "Projects"]
+    account.mailbox.save()
+    sync_ok(account)
+    assert Message.objects.filter(mailbox=account.mailbox, subject="Project mail").exists()
+    account.server.delete_folder(account.address, "Projects")
+    sync_ok(account)  # SELECT fails, the folders are listed again, the folder is gone
+    assert not Folder.objects.filter(mailbox=account.mailbox, name="Projects").exists()
+    assert not Message.objects.filter(mailbox=account.mailbox, subject="Project mail").exists()
+
+
+@pytest.mark.smoke
+@pytest.mark.parametrize("server", ["standard"], indirect=True)
+def test_sync_on_the_default_database(account: ImapAccount, settings: Any) -> None:
+    """Also runs in the SQLite smoke suite: the row lease and bulk inserts there."""
+    settings.MAILWEB_SYNC_BATCH_SIZE = 3
+    uids = [account.append(raw) for raw in thread(4, "Smoke")]
+    account.append(message("Alone"))
+    sync_ok(account)
+    account.server.expunge(account.address, "INBOX", uids[0])
+    account.server.set_flags(account.address, "INBOX", uids[1], [b"\\Flagged"])
+    account.append(message("Later"))
+    report = sync_ok(account)
+    assert (report.new, report.removed, report.flags) == (1, 1, 1)
+    assert account.stored_uids() == account.server_uids()
+    assert Conversation.objects.get(mailbox=account.mailbox, subject="Smoke").message_count == 3
+
+
+def test_a_pass_out_of_time_still_progresses_and_asks_for_more(
+    account: ImapAccount, settings: Any
+) -> None:
+    settings.MAILWEB_SYNC_BATCH_SIZE = 4
+    account.append_many([message(f"Backlog {n}", message_id=new_id()) for n in range(30)])
+    stored = []
+    for _ in range(20):
+        report = sync_ok(account, budget_seconds=0.001)
+        stored.append(len(account.stored_uids()))
+        if not report.more:
+            break
+    assert report.complete and not report.more
+    assert stored == sorted(stored) and len(stored) > 2  # several passes, each moving on
+    assert account.stored_uids() == account.server_uids()
+
+
+@pytest.mark.parametrize("server", ["standard"], indirect=True)
+def test_modseq_going_backwards_triggers_a_full_flags_sweep(account: ImapAccount) -> None:
+    uids = [account.append(message(f"Mod {n}")) for n in range(3)]
+    sync_ok(account)
+    server_modseq = folder(account).highestmodseq
+    assert server_modseq is not None
+    Folder.objects.filter(pk=folder(account).pk).update(highestmodseq=10**9)  # a rebuilt index
+    account.server.set_flags(account.address, "INBOX", uids[0], [b"\\Flagged"])
+    sync_ok(account)
+    assert Message.objects.get(folder=folder(account), uid=uids[0]).is_flagged
+    assert folder(account).highestmodseq < 10**9

@@ -40,9 +40,8 @@ def test_a_second_sync_finds_the_lease_taken_and_leaves_a_request(box: MailAccou
         report = run_sync(box.pk)
         assert report.busy and report.passes == 0
         assert requests_seen(box.pk) == before + 1
-        with pytest.raises(LeaseBusy):
-            with mailbox_lease(box.pk):
-                pass
+        with pytest.raises(LeaseBusy), mailbox_lease(box.pk):
+            pass
     with mailbox_lease(box.pk):  # released
         pass
 

@@ -35,9 +35,7 @@ def test_retry_delay_backs_off_with_jitter_and_honours_retry_after() -> None:
 @pytest.mark.django_db
 def test_sweep_enqueues_syncable_imap_mailboxes_only(monkeypatch: pytest.MonkeyPatch) -> None:
     sent: list[tuple[Any, dict[str, Any]]] = []
-    monkeypatch.setattr(
-        sync_mailbox, "apply_async", lambda args, **kw: sent.append((args, kw))
-    )
+    monkeypatch.setattr(sync_mailbox, "apply_async", lambda args, **kw: sent.append((args, kw)))
     make = MailAccount.objects.create
     good = make(address="a@example.com", method="imap_password")
     failing = make(address="b@example.com", method="microsoft_imap", status="error")
