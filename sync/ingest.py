@@ -166,7 +166,7 @@ def store_batch(batch: PreparedBatch, *, reopen: bool = False) -> list[tuple[Mes
     if batch.prepared:
         try:
             with transaction.atomic():
-                stored = _store(mailbox, batch.prepared, reopen=reopen)
+                stored = _adopt_or_store(mailbox, batch.prepared, reopen=reopen)
         except IntegrityError:
             # Another writer stored one of these provider keys first (not under the lease):
             # take the messages one by one, each returning the row that won.
@@ -179,6 +179,71 @@ def store_batch(batch: PreparedBatch, *, reopen: bool = False) -> list[tuple[Mes
         results[index] = (first[0], False)
     assert all(result is not None for result in results)
     return [result for result in results if result is not None]
+
+
+def _adopt_or_store(
+    mailbox: MailAccount, prepared: Sequence[_Prepared], *, reopen: bool
+) -> list[tuple[Message, bool]]:
+    """Store ``prepared``, except copies that take over a keyless row (see ``_adopt_keyless``)."""
+    adopted = _adopt_keyless(mailbox, prepared)
+    remaining = [message for message in prepared if id(message) not in adopted]
+    new_rows = iter(_store(mailbox, remaining, reopen=reopen) if remaining else [])
+    return [
+        (adopted[id(message)], False) if id(message) in adopted else next(new_rows)
+        for message in prepared
+    ]
+
+
+def _adopt_keyless(mailbox: MailAccount, prepared: Sequence[_Prepared]) -> dict[int, Message]:
+    """Give server keys to rows stored without one, instead of storing the copy a second time.
+
+    A reply we send is stored at once without a server key (``sync.outbox``), so it shows in its
+    conversation before any sync; when the sync later finds the copy the server filed in Sent
+    (Exchange does so itself), that copy becomes the same row. Returns ``id(prepared)`` -> row.
+    """
+    wanted = {
+        message.message_id: message
+        for message in prepared
+        if message.message_id and message.item.key.identity() is not None
+    }
+    if not wanted:
+        return {}
+    keyless = Message.objects.select_for_update().filter(
+        mailbox=mailbox,
+        message_id__in=list(wanted),
+        folder__isnull=True,
+        uid__isnull=True,
+        graph_id="",
+    )
+    adopted: dict[int, Message] = {}
+    for row in keyless:
+        message = wanted.pop(row.message_id, None)
+        if message is None:
+            continue
+        key, state = message.item.key, message.item.state
+        row.folder, row.uidvalidity, row.uid, row.graph_id = (
+            key.folder,
+            key.uidvalidity,
+            key.uid,
+            key.graph_id,
+        )
+        row.is_seen, row.is_flagged, row.is_answered = state.seen, state.flagged, state.answered
+        row.is_draft, row.modseq = state.draft, state.modseq
+        row.save(
+            update_fields=[
+                "folder",
+                "uidvalidity",
+                "uid",
+                "graph_id",
+                "is_seen",
+                "is_flagged",
+                "is_answered",
+                "is_draft",
+                "modseq",
+            ]
+        )
+        adopted[id(message)] = row
+    return adopted
 
 
 def _store_one_again(

@@ -1,5 +1,5 @@
 """script/server end to end: on the no-server defaults it serves sign-in and a healthy /healthz,
-and Ctrl-C stops web, worker and beat."""
+and Ctrl-C stops web, worker, beat and idle."""
 
 import os
 import signal

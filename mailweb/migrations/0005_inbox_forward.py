@@ -5,19 +5,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('mailweb', '0003_message_in_reply_to_index'),
+        ("mailweb", "0003_message_in_reply_to_index"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='outgoingmessage',
-            name='forwarded_message',
-            field=models.ForeignKey(blank=True, help_text='For a forward: the message whose attachments go along.', null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='mailweb.message'),
+            model_name="outgoingmessage",
+            name="forwarded_message",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="For a forward: the message whose attachments go along.",
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="mailweb.message",
+            ),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['-received_at'], name='message_received_idx'),
+            model_name="message",
+            index=models.Index(fields=["-received_at"], name="message_received_idx"),
         ),
     ]

@@ -176,6 +176,25 @@ def test_removed_message_rejoins_a_kept_conversation(admin_user: Any) -> None:
     assert not Conversation.objects.filter(pk=row.conversation_id).exists()
 
 
+def test_server_copy_of_our_sent_reply_takes_over_the_keyless_row() -> None:
+    """A sent reply is stored at once without a key; the copy the server files in Sent (as
+    Exchange does) becomes that same row, so the conversation does not count it twice."""
+    mailbox, inbox, sent = make_mailbox("desk@example.com")
+    original, reply = thread(2)
+    ingest_message(mailbox, original, ProviderKey(folder=inbox, uidvalidity=1, uid=1))
+    ours, created = ingest_message(mailbox, reply, ProviderKey(), ServerState(seen=True))
+    assert created and ours.folder is None
+    [(copy, created)] = ingest_batch(mailbox, [item(reply, sent, 7, seen=True, flagged=True)])
+    assert not created and copy.pk == ours.pk
+    ours.refresh_from_db()
+    assert (ours.folder, ours.uidvalidity, ours.uid, ours.is_flagged) == (sent, 1, 7, True)
+    assert Message.objects.filter(mailbox=mailbox).count() == 2
+    assert Conversation.objects.get(mailbox=mailbox).message_count == 2
+    # Replaying the server copy finds it under its key now.
+    again, created = ingest_message(mailbox, reply, ProviderKey(folder=sent, uidvalidity=1, uid=7))
+    assert not created and again.pk == ours.pk
+
+
 def test_outgoing_and_parse_errors() -> None:
     mailbox, inbox, _ = make_mailbox("out@example.com")
     OutgoingMessage.objects.create(mailbox=mailbox, message_id="sent-by-us@example.com", to=[])
