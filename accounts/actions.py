@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts import signals, vault
+from accounts.endpoints import microsoft_imap_address, microsoft_smtp_address
 from accounts.models import AdminAlert, MailAccount, MailboxAccess, User
 
 logger = logging.getLogger(__name__)
@@ -67,9 +68,9 @@ def connect_microsoft_mailbox(
     if display_name and not mailbox.display_name:
         mailbox.display_name = display_name[:200]
     if method == MailAccount.Method.MICROSOFT_IMAP:
-        mailbox.imap_host, mailbox.imap_port = _host_port(settings.MICROSOFT_IMAP_HOST, 993)
+        mailbox.imap_host, mailbox.imap_port = microsoft_imap_address()
         mailbox.imap_security = "ssl"
-        mailbox.smtp_host, mailbox.smtp_port = _host_port(settings.MICROSOFT_SMTP_HOST, 587)
+        mailbox.smtp_host, mailbox.smtp_port = microsoft_smtp_address()
         mailbox.smtp_security = "ssl" if mailbox.smtp_port == 465 else "starttls"
     if mailbox.status != MailAccount.Status.ACTIVE or created:
         mailbox.status_changed_at = now
@@ -332,16 +333,3 @@ def _announce(signal: Signal, **kwargs: object) -> None:
                 kwargs,
                 type(result).__name__,
             )
-
-
-def _host_port(value: str, default_port: int) -> tuple[str, int]:
-    """``host:port`` (or ``[v6]:port``) from a setting; the port defaults when absent."""
-    value = value.strip()
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        port = rest.lstrip(":")
-        return host, int(port) if port else default_port
-    if value.count(":") == 1:
-        host, port = value.split(":")
-        return host, int(port)
-    return value, default_port

@@ -65,16 +65,3 @@ def env_secret(name: str, default: str = "") -> str:
                 f"{name}_FILE points at {path!r}, which is unreadable: {exc.strerror}"
             ) from None
     return default
-
-
-def host_and_port(value: str, default_port: int) -> tuple[str, int]:
-    """Split ``host:port`` (or ``[v6]:port``); the port defaults when absent."""
-    value = value.strip()
-    if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
-        port = rest.lstrip(":")
-        return host, int(port) if port else default_port
-    if value.count(":") == 1:
-        host, port = value.split(":")
-        return host, int(port)
-    return value, default_port

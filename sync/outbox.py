@@ -27,9 +27,9 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.endpoints import microsoft_smtp_address
 from accounts.models import MailAccount
 from mailweb.blobs import get_blob, has_blob, put_blob
-from mailweb.env import host_and_port
 from mailweb.models import Folder, Message, OutgoingMessage
 from sync import smtp
 from sync.ingest import ProviderKey, ServerState, ingest_message
@@ -198,7 +198,7 @@ def server_files_sent(mailbox: MailAccount) -> bool:
         return bool(configured)
     if not mailbox.uses_oauth:
         return False
-    host, _ = host_and_port(settings.MICROSOFT_SMTP_HOST, 587)
+    host, _ = microsoft_smtp_address()
     return host.lower().endswith(MICROSOFT_SMTP_DOMAINS)
 
 

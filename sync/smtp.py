@@ -17,8 +17,8 @@ from collections.abc import Callable
 from django.conf import settings
 
 from accounts import vault
+from accounts.endpoints import microsoft_smtp_address
 from accounts.models import MailAccount
-from mailweb.env import host_and_port
 from sync.imap.connection import tls_context
 
 OUTLOOK_RESOURCE = "https://outlook.office.com"
@@ -51,7 +51,7 @@ class PermanentSendError(SendError):
 def smtp_endpoint(mailbox: MailAccount) -> tuple[str, int, str]:
     """``(host, port, security)``; security is ``"starttls"`` or ``"ssl"``."""
     if mailbox.uses_oauth:
-        host, port = host_and_port(settings.MICROSOFT_SMTP_HOST, 587)
+        host, port = microsoft_smtp_address()
         return host, port, "ssl" if port == 465 else "starttls"
     if not mailbox.smtp_host:
         raise PermanentSendError(f"{mailbox.address} has no SMTP server configured.")

@@ -7,7 +7,8 @@ import sys
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from mailweb.env import env_bool, env_int, env_list, env_secret, host_and_port
+from accounts.endpoints import host_and_port
+from mailweb.env import env_bool, env_int, env_list, env_secret
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.smoke

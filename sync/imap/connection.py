@@ -26,13 +26,12 @@ import socket
 import ssl
 from collections.abc import Iterator
 
-from django.conf import settings
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from accounts import vault
+from accounts.endpoints import microsoft_imap_address
 from accounts.models import MailAccount
-from mailweb.env import host_and_port
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +93,7 @@ def tls_context() -> ssl.SSLContext:
 def imap_endpoint(mailbox: MailAccount) -> tuple[str, int, str]:
     """``(host, port, security)`` for the mailbox; security is ``"ssl"`` or ``"starttls"``."""
     if mailbox.method == MailAccount.Method.MICROSOFT_IMAP:
-        host, port = host_and_port(settings.MICROSOFT_IMAP_HOST, 993)
+        host, port = microsoft_imap_address()
         return host, port, "ssl"
     if mailbox.method == MailAccount.Method.IMAP_PASSWORD:
         if not mailbox.imap_host:

@@ -15,7 +15,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.actions import MailboxConflict, add_password_mailbox
-from mailweb.env import host_and_port
+from accounts.endpoints import host_and_port
 
 
 class Command(BaseCommand):
