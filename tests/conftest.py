@@ -4,12 +4,15 @@ Tests run against real PostgreSQL and Redis (script/test provides them); the smo
 runs on the SQLite default. Stand-ins for Microsoft and IMAP live in tests/fakes/.
 """
 
+from __future__ import annotations
+
 import os
+import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,36 +100,9 @@ def worker_environment() -> dict[str, str]:
 
 
 @pytest.fixture
-def celery_worker(transactional_db: None) -> Iterator[subprocess.Popen[bytes]]:
-    """A real Celery worker process on the test database and broker, stopped after the test."""
-    if not settings.CELERY_BROKER_URL.startswith("redis"):
-        pytest.skip("the Celery worker tests need REDIS_URL")
-    _purge_broker()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "mailweb",
-            "worker",
-            "--pool=solo",
-            "--loglevel=WARNING",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        cwd=ROOT,
-        env=worker_environment(),
-    )
-    try:
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def celery_worker(worker_factory: Callable[..., Worker]) -> Worker:
+    """One real Celery worker process on the test database and broker, stopped after the test."""
+    return worker_factory()
 
 
 def _purge_broker() -> None:
@@ -144,3 +120,68 @@ def wait_for(predicate: object, timeout: float = 20.0, interval: float = 0.1) ->
             return True
         time.sleep(interval)
     return False
+
+
+class Worker:
+    """A real ``celery worker`` subprocess on the test database and broker."""
+
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+        self.extra_env = extra_env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Worker:
+        env = {**worker_environment(), **self.extra_env}
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "mailweb",
+                "worker",
+                "--pool=solo",
+                f"--loglevel={self.extra_env.get('WORKER_LOG_LEVEL', 'WARNING')}",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no acknowledgement, no rollback beyond what the DB does."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def worker_factory(transactional_db: None) -> Iterator[Callable[..., Worker]]:
+    """Start real Celery workers (stopped after the test): ``worker_factory(extra_env)``."""
+    if not settings.CELERY_BROKER_URL.startswith("redis"):
+        pytest.skip("the Celery worker tests need REDIS_URL")
+    _purge_broker()
+
+    workers: list[Worker] = []
+
+    def start(extra_env: dict[str, str] | None = None) -> Worker:
+        worker = Worker(extra_env).start()
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+    _purge_broker()

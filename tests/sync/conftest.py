@@ -9,13 +9,9 @@ test CA (``SSL_CERT_FILE``).
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
@@ -23,14 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings as django_settings
 from imapclient.exceptions import LoginError
 
 from accounts import vault
 from accounts.models import MailAccount
 from mailweb.models import Folder, Message
 from sync.imap.connection import OUTLOOK_RESOURCE
-from tests.conftest import ROOT, _purge_broker, worker_environment
 from tests.fakes.dovecot import DovecotServer
 from tests.fakes.idp import FakeIdentityProvider
 
@@ -160,67 +154,3 @@ def imap_account(
         return ImapAccount(server=server, address=address, mailbox=mailbox)
 
     return make
-
-
-class Worker:
-    """A real ``celery worker`` subprocess on the test database and broker."""
-
-    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
-        self.extra_env = extra_env or {}
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Worker:
-        env = {**worker_environment(), **self.extra_env}
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "mailweb",
-                "worker",
-                "--pool=solo",
-                f"--loglevel={self.extra_env.get('WORKER_LOG_LEVEL', 'WARNING')}",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup, no acknowledgement, no rollback beyond what the DB does."""
-        assert self.process is not None
-        os.kill(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-@pytest.fixture
-def worker_factory(transactional_db: None) -> Iterator[Callable[..., Worker]]:
-    """Start real Celery workers (stopped after the test): ``worker_factory(extra_env)``."""
-    if not django_settings.CELERY_BROKER_URL.startswith("redis"):
-        pytest.skip("the Celery worker tests need REDIS_URL")
-    _purge_broker()
-    workers: list[Worker] = []
-
-    def start(extra_env: dict[str, str] | None = None) -> Worker:
-        worker = Worker(extra_env).start()
-        workers.append(worker)
-        return worker
-
-    yield start
-    for worker in workers:
-        worker.stop()
-    _purge_broker()

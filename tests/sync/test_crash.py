@@ -17,8 +17,8 @@ from mailweb.blobs import has_blob
 from mailweb.models import Conversation, Folder, Message
 from sync.engine import run_sync
 from sync.tasks import sync_mailbox
-from tests.conftest import wait_for
-from tests.sync.conftest import ImapAccount, Worker
+from tests.conftest import Worker, wait_for
+from tests.sync.conftest import ImapAccount
 from tests.sync.mail import BASE_TIME, message, new_id, thread
 
 pytestmark = pytest.mark.dovecot

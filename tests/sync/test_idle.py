@@ -17,10 +17,10 @@ from accounts.actions import add_password_mailbox
 from accounts.models import MailAccount
 from mailweb.models import Message
 from sync.idle import IdleSupervisor, IdleWatcher, is_change
-from tests.conftest import ROOT, wait_for, worker_environment
+from tests.conftest import ROOT, Worker, wait_for, worker_environment
 from tests.fakes.dovecot import DovecotServer
 from tests.fakes.idp import FakeIdentityProvider
-from tests.sync.conftest import ImapAccount, Worker
+from tests.sync.conftest import ImapAccount
 from tests.sync.mail import message, new_id
 
 pytestmark = [pytest.mark.dovecot, pytest.mark.django_db(transaction=True)]

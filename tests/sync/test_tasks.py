@@ -17,9 +17,9 @@ from sync import tasks
 from sync.imap.connection import OUTLOOK_RESOURCE
 from sync.models import MailboxSyncState
 from sync.tasks import retry_delay, sweep, sync_mailbox
-from tests.conftest import wait_for
+from tests.conftest import Worker, wait_for
 from tests.fakes.idp import FakeIdentityProvider
-from tests.sync.conftest import ImapAccount, Worker
+from tests.sync.conftest import ImapAccount
 from tests.sync.mail import message
 
 
