@@ -5,13 +5,14 @@ Counters live in the shared cache with a sliding window; while an account or an 
 locked, the password is not even checked, and the sign-in page says how long to wait.
 """
 
-import time
 from typing import Any
 
 from django.contrib.auth.backends import ModelBackend
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
+
+from accounts.rate_limits import record_event, seconds_until_allowed
 
 ACCOUNT_LIMIT = 5  # failures per account within WINDOW
 IP_LIMIT = 20  # failures per client address within WINDOW
@@ -29,25 +30,18 @@ def _keys(username: str, ip: str) -> tuple[str, str]:
     return f"mailweb:login-fail:acct:{username.strip().lower()}", f"mailweb:login-fail:ip:{ip}"
 
 
-def _failures(key: str) -> list[float]:
-    now = time.time()
-    return [stamp for stamp in cache.get(key, []) if stamp > now - WINDOW]
-
-
 def seconds_locked(username: str, ip: str) -> int:
     """How long sign-in stays refused for this account or address (0 when allowed)."""
     account_key, ip_key = _keys(username, ip)
-    waits = []
-    for key, limit in ((account_key, ACCOUNT_LIMIT), (ip_key, IP_LIMIT)):
-        failures = _failures(key)
-        if len(failures) >= limit:
-            waits.append(int(failures[-limit] + WINDOW - time.time()) + 1)
-    return max(waits, default=0)
+    return max(
+        seconds_until_allowed(account_key, ACCOUNT_LIMIT, WINDOW),
+        seconds_until_allowed(ip_key, IP_LIMIT, WINDOW),
+    )
 
 
 def record_failure(username: str, ip: str) -> None:
     for key in _keys(username, ip):
-        cache.set(key, [*_failures(key), time.time()][-50:], timeout=WINDOW)
+        record_event(key, WINDOW)
 
 
 def clear_account(username: str) -> None:

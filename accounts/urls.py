@@ -1,9 +1,9 @@
-"""Sign-in, sign-out, and connecting Microsoft mailboxes (the OAuth flow and its callback)."""
+"""Sign-in, sign-out, password reset, and connecting Microsoft mailboxes (OAuth flow, callback)."""
 
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import path, reverse_lazy
 
-from accounts.views import microsoft, signin
+from accounts.views import microsoft, password_reset, signin
 
 urlpatterns = [
     path("login/", signin.LoginView.as_view(), name="login"),
@@ -12,4 +12,29 @@ urlpatterns = [
     path("mailboxes/connect/microsoft/", microsoft.connect, name="mailbox_connect_microsoft"),
     path("mailboxes/<int:pk>/reconnect/", microsoft.reconnect, name="mailbox_reconnect"),
     path("oauth/microsoft/callback/", microsoft.callback, name="microsoft_callback"),
+    # Password reset by email: Django's views with our templates.
+    path(
+        "password-reset/",
+        password_reset.ThrottledPasswordResetView.as_view(
+            success_url=reverse_lazy("password_reset_done")
+        ),
+        name="password_reset",
+    ),
+    path(
+        "password-reset/sent/",
+        auth_views.PasswordResetDoneView.as_view(),
+        name="password_reset_done",
+    ),
+    path(
+        "reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(
+            success_url=reverse_lazy("password_reset_complete")
+        ),
+        name="password_reset_confirm",
+    ),
+    path(
+        "reset/done/",
+        auth_views.PasswordResetCompleteView.as_view(),
+        name="password_reset_complete",
+    ),
 ]

@@ -1,7 +1,6 @@
-"""The shared inbox pages, message content, and password reset (sign-in is in accounts)."""
+"""The shared inbox pages and message content (sign-in and password reset are in accounts)."""
 
-from django.contrib.auth import views as auth_views
-from django.urls import path, reverse_lazy
+from django.urls import path
 
 from mailweb.views import conversation, inbox, messages, notifications
 
@@ -27,31 +26,4 @@ urlpatterns = [
     path("img", messages.proxy, name="image-proxy"),
     path("notifications/", notifications.notifications, name="notifications"),
     path("notifications/read", notifications.mark_read, name="notifications-read"),
-    # Password reset by email: Django's views with our templates.
-    path(
-        "password-reset/",
-        auth_views.PasswordResetView.as_view(
-            email_template_name="registration/password_reset_email.txt",
-            subject_template_name="registration/password_reset_subject.txt",
-            success_url=reverse_lazy("password_reset_done"),
-        ),
-        name="password_reset",
-    ),
-    path(
-        "password-reset/sent/",
-        auth_views.PasswordResetDoneView.as_view(),
-        name="password_reset_done",
-    ),
-    path(
-        "reset/<uidb64>/<token>/",
-        auth_views.PasswordResetConfirmView.as_view(
-            success_url=reverse_lazy("password_reset_complete")
-        ),
-        name="password_reset_confirm",
-    ),
-    path(
-        "reset/done/",
-        auth_views.PasswordResetCompleteView.as_view(),
-        name="password_reset_complete",
-    ),
 ]
