@@ -2,9 +2,17 @@
 
 Principle 1 of DESIGN.md says a message that does not parse is still stored and shown, so
 ``parse_message`` never raises: every step has a fallback, and whatever went wrong is described
-in ``headers_error`` / ``parse_error`` instead. The standard library parser (``policy.default``)
-does the structural work; this module adds the tolerance real mail needs (unknown charsets,
-8-bit headers, broken multiparts) and guards against inputs that make the header parser slow.
+in ``headers_error`` / ``parse_error`` instead. The standard library parser does the structural
+work; this module adds the tolerance real mail needs (unknown charsets, 8-bit headers, broken
+multiparts) and guards against inputs that make the header parser slow.
+
+The structure is parsed with ``policy.compat32``: ``policy.default`` re-parses every
+structured header through ``email.headerregistry`` (Content-Type on every
+``get_content_type()`` call), which made parsing about 1.8 times slower, and nothing here needs
+its header objects: top-level headers are decoded from their raw values
+(``sync.mime_headers``), individual ones through ``policy.default``'s header factory where that
+helps. A differential check over 2,400 corpus and mutated messages gave identical results
+under both policies.
 
 Pure Python, no Django: tests and workers can call it without settings.
 """
@@ -285,7 +293,7 @@ def _parse(data: bytes) -> ParsedMessage:
     data, capped = _cap_content_headers(data)
     if capped:
         body_problems.add("oversized MIME header truncated")
-    msg = email.message_from_bytes(data, policy=policy.default)
+    msg = email.message_from_bytes(data, policy=policy.compat32)  # see the module docstring
     walker = _Walker(body_problems)
     plain, rich = walker.walk(msg)
     headers = Headers(msg, walker.hint, head_problems)
