@@ -5,6 +5,8 @@ visible to the person). Actions answer htmx requests with the refreshed reading 
 form posts with a redirect, so everything works without JavaScript too.
 """
 
+import functools
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any
@@ -63,11 +65,30 @@ def _done(request: HttpRequest, item: Conversation, **kwargs: Any) -> HttpRespon
     return redirect("conversation", pk=item.pk)
 
 
-@login_required
-@require_POST
-def assign(request: HttpRequest, pk: int) -> HttpResponse:
-    user = signed_in_user(request)
-    item = conversation_or_404(request, pk)
+ActionHandler = Callable[[HttpRequest, User, Conversation], HttpResponse | None]
+
+
+def conversation_action(handler: ActionHandler) -> Callable[[HttpRequest, int], HttpResponse]:
+    """A POST that changes a conversation: signed in, the conversation visible, and an
+    ``ActionError`` shown to the person; a handler that returns None gets the refreshed pane."""
+
+    @login_required
+    @require_POST
+    @functools.wraps(handler)
+    def view(request: HttpRequest, pk: int) -> HttpResponse:
+        user = signed_in_user(request)
+        item = conversation_or_404(request, pk)
+        try:
+            response = handler(request, user, item)
+        except actions.ActionError as exc:
+            return _done(request, item, error=str(exc))
+        return response or _done(request, item)
+
+    return view
+
+
+@conversation_action
+def assign(request: HttpRequest, user: User, item: Conversation) -> None:
     choice = request.POST.get("assignee", "")
     assignee: User | None
     if choice == "me":
@@ -75,14 +96,10 @@ def assign(request: HttpRequest, pk: int) -> HttpResponse:
     elif choice.isdigit():
         assignee = User.objects.filter(pk=int(choice), is_active=True).first()
         if assignee is None:
-            return _done(request, item, error="That person does not exist.")
+            raise actions.ActionError("That person does not exist.")
     else:
         assignee = None
-    try:
-        actions.assign(item, assignee, actor=user)
-    except actions.ActionError as exc:
-        return _done(request, item, error=str(exc))
-    return _done(request, item)
+    actions.assign(item, assignee, actor=user)
 
 
 def _snooze_time(request: HttpRequest) -> datetime | None:
@@ -108,49 +125,29 @@ def _snooze_time(request: HttpRequest) -> datetime | None:
     return parsed if timezone.is_aware(parsed) else parsed.replace(tzinfo=tz)
 
 
-@login_required
-@require_POST
-def status(request: HttpRequest, pk: int) -> HttpResponse:
-    user = signed_in_user(request)
-    item = conversation_or_404(request, pk)
+@conversation_action
+def status(request: HttpRequest, user: User, item: Conversation) -> HttpResponse | None:
     new_status = request.POST.get("status", "")
     until = _snooze_time(request) if new_status == Conversation.Status.SNOOZED else None
-    try:
-        actions.set_status(item, new_status, actor=user, snooze_until=until)
-    except actions.ActionError as exc:
-        return _done(request, item, error=str(exc))
+    actions.set_status(item, new_status, actor=user, snooze_until=until)
     if not is_htmx(request) and request.POST.get("next") == "inbox":
         return redirect("inbox")
-    return _done(request, item)
+    return None
 
 
-@login_required
-@require_POST
-def labels(request: HttpRequest, pk: int) -> HttpResponse:
-    user = signed_in_user(request)
-    item = conversation_or_404(request, pk)
+@conversation_action
+def labels(request: HttpRequest, user: User, item: Conversation) -> None:
     ids = [int(value) for value in request.POST.getlist("label") if value.isdigit()]
     chosen = list(Label.objects.filter(pk__in=ids))
     new_name = request.POST.get("new_label", "").strip()
-    try:
-        if new_name:
-            chosen.append(actions.create_label(new_name))
-        actions.set_labels(item, chosen, actor=user)
-    except actions.ActionError as exc:
-        return _done(request, item, error=str(exc))
-    return _done(request, item)
+    if new_name:
+        chosen.append(actions.create_label(new_name))
+    actions.set_labels(item, chosen, actor=user)
 
 
-@login_required
-@require_POST
-def note(request: HttpRequest, pk: int) -> HttpResponse:
-    user = signed_in_user(request)
-    item = conversation_or_404(request, pk)
-    try:
-        actions.add_note(item, request.POST.get("body", ""), author=user)
-    except actions.ActionError as exc:
-        return _done(request, item, error=str(exc))
-    return _done(request, item)
+@conversation_action
+def note(request: HttpRequest, user: User, item: Conversation) -> None:
+    actions.add_note(item, request.POST.get("body", ""), author=user)
 
 
 @login_required
