@@ -386,27 +386,10 @@ class _ThreadIndex:
             ref for p in prepared for ref in [p.parsed.in_reply_to, *p.parsed.references] if ref
         }
         wanted = own_ids | parent_ids
-        # message_id -> (received_at, id, conversation_id) of stored messages
-        self.by_id: dict[str, list[tuple[datetime, int, int]]] = {}
-        rows = (
-            Message.objects.filter(mailbox=mailbox, message_id__in=wanted).values_list(
-                "message_id", "received_at", "id", "conversation_id"
-            )
-            if wanted
-            else []
-        )
-        for message_id, received_at, pk, conversation_id in rows:
-            self.by_id.setdefault(message_id, []).append((received_at, pk, conversation_id))
-        self.children: dict[str, list[tuple[datetime, int, int]]] = {}
-        child_rows = (
-            Message.objects.filter(mailbox=mailbox, in_reply_to__in=own_ids).values_list(
-                "in_reply_to", "received_at", "id", "conversation_id"
-            )
-            if own_ids
-            else []
-        )
-        for in_reply_to, received_at, pk, conversation_id in child_rows:
-            self.children.setdefault(in_reply_to, []).append((received_at, pk, conversation_id))
+        # message_id -> (received_at, id, conversation_id) of stored messages with that id,
+        # and in_reply_to -> the same for stored children that arrived before their parent
+        self.by_id = _stored_by(mailbox, "message_id", wanted)
+        self.children = _stored_by(mailbox, "in_reply_to", own_ids)
         self.removed: dict[str, int] = {}
         removed_rows = (
             RemovedMessage.objects.filter(mailbox=mailbox, message_id__in=own_ids)
@@ -565,6 +548,21 @@ class _ThreadIndex:
             self.batch_by_id.setdefault(message.message_id, []).append(entry)
         if message.parsed.in_reply_to:
             self.batch_children.setdefault(message.parsed.in_reply_to[:998], []).append(entry)
+
+
+def _stored_by(
+    mailbox: MailAccount, field: str, values: set[str]
+) -> dict[str, list[tuple[datetime, int, int]]]:
+    """Stored messages whose ``field`` is one of ``values``, grouped by that value."""
+    grouped: dict[str, list[tuple[datetime, int, int]]] = {}
+    if not values:
+        return grouped
+    rows = Message.objects.filter(mailbox=mailbox, **{f"{field}__in": values}).values_list(
+        field, "received_at", "id", "conversation_id"
+    )
+    for value, received_at, pk, conversation_id in rows:
+        grouped.setdefault(value, []).append((received_at, pk, conversation_id))
+    return grouped
 
 
 # --- writing -----------------------------------------------------------------------------------
