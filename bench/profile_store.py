@@ -50,13 +50,14 @@ def main() -> None:
     from mailweb.models import Folder
     from sync.ingest import IncomingMessage, ProviderKey, prepare_batch, store_batch
     from sync.mime import parse_message
+    from sync.parse_work import ParseOutcome
 
     raws = [raw for _, raw in read_corpus(corpus_path(args.messages, 1))]
     raws.reverse()  # newest first, like an initial sync
     mailbox = MailAccount.objects.create(address="store@bench.example", method="imap_password")
     folder = Folder.objects.create(mailbox=mailbox, name="INBOX", role="inbox", uidvalidity=1)
     started = time.perf_counter()
-    parsed = [parse_message(raw) for raw in raws]
+    parsed = [ParseOutcome(parse_message(raw)) for raw in raws]
     parse_seconds = time.perf_counter() - started
     total = len(raws)
     items = [

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -30,6 +29,7 @@ from imapclient import IMAPClient
 
 from accounts.models import MailAccount
 from mailweb.models import Folder, Message
+from sync.fetch_ahead import FetchAhead
 from sync.imap.fetch import (
     FetchedMessage,
     compress_uids,
@@ -41,8 +41,8 @@ from sync.imap.fetch import (
 from sync.imap.session import Capabilities, FolderStatus, select
 from sync.ingest import IncomingMessage, ProviderKey, ServerState, prepare_batch, store_batch
 from sync.lease import Lease
-from sync.mime import ParsedMessage
 from sync.parse_pool import ParseJob, parse_many
+from sync.parse_work import ParseOutcome
 from sync.store import apply_flags, remove_messages
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,11 @@ SIZE_WINDOW = 2000
 RECENT_FLAGS_WINDOW = 500
 #: Flags sweeps and SEARCH comparisons ask for at most this many UIDs per command.
 UID_CHUNK = 5000
-#: Batches fetched ahead of the one being committed (bounded memory: depth x BATCH_BYTES).
+#: Batches queued between the fetching thread and the commits. With the one being fetched and
+#: the one being committed, at most PIPELINE_DEPTH + 2 batches (x BATCH_BYTES) are in memory.
 PIPELINE_DEPTH = 2
+
+_Fetched = tuple[list[FetchedMessage], dict[str, Any], ParseJob | list[ParseOutcome]]
 
 
 def batch_size() -> int:
@@ -409,35 +412,35 @@ class FolderSync:
         reopen: bool,
         max_batches: int | None = None,
     ) -> int:
-        """Fetch, parse and commit batches in order, with the steps overlapping.
+        """Fetch, parse and commit batches in order, the three overlapping.
 
-        While batch *n* is committed, batch *n+1* is already fetched and being parsed in the
-        parse pool; commits (and so cursor moves) still happen strictly in order. Stops early
-        at ``max_batches`` or when the pass is out of time; returns batches committed.
+        Batches are fetched on a thread of their own (``sync.fetch_ahead``) and parsed in the
+        parse pool while this thread commits the ones before them; commits, and so cursor
+        moves, happen strictly in order here. Stops early after ``max_batches`` or when the
+        pass is out of time; returns the number of batches committed.
         """
-        in_flight: deque[tuple[list[FetchedMessage], dict[str, Any], Any]] = deque()
+
+        def fetched() -> Iterator[_Fetched]:
+            for batch, cursor in planned:
+                messages = self._fetch_bodies(batch)
+                yield messages, cursor, parse_many([message.body or b"" for message in messages])
+
+        def enough(produced: int) -> bool:
+            return (max_batches is not None and produced >= max_batches) or self.ctx.out_of_time()
+
         committed = 0
-        for batch, cursor in planned:
-            fetched = self._fetch_bodies(batch)
-            job = parse_many([message.body or b"" for message in fetched])
-            in_flight.append((fetched, cursor, job))
-            if len(in_flight) >= PIPELINE_DEPTH:
-                self._commit(*in_flight.popleft(), reopen=reopen)
+        ahead = FetchAhead(fetched, depth=PIPELINE_DEPTH, stop_after=enough, name="imap-fetch")
+        with ahead:
+            for messages, cursor, job in ahead:
+                self._commit(messages, cursor, job, reopen=reopen)
                 committed += 1
-            if max_batches is not None and committed + len(in_flight) >= max_batches:
-                break
-            if self.ctx.out_of_time():
-                break
-        while in_flight:
-            self._commit(*in_flight.popleft(), reopen=reopen)
-            committed += 1
         return committed
 
     def _commit(
         self,
         fetched: list[FetchedMessage],
         cursor: dict[str, Any],
-        job: ParseJob | list[ParsedMessage],
+        job: ParseJob | list[ParseOutcome],
         *,
         reopen: bool,
     ) -> None:

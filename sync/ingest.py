@@ -22,10 +22,11 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from accounts.models import MailAccount
-from mailweb.blobs import put_blob
+from mailweb.blobs import blob_written_elsewhere, durable_blobs, put_blob
 from mailweb.models import Attachment, Conversation, Folder, Message, OutgoingMessage
 from sync.mime import ParsedMessage, normalize_subject, parse_message
 from sync.models import RemovedMessage
+from sync.parse_work import ParseOutcome
 
 # A subject-only match joins a conversation only when it is this recent and shares a participant.
 SUBJECT_FALLBACK_WINDOW = timedelta(days=30)
@@ -127,14 +128,14 @@ class PreparedBatch:
 def prepare_batch(
     mailbox: MailAccount,
     items: Sequence[IncomingMessage],
-    parsed: Sequence[ParsedMessage] | None = None,
+    parsed: Sequence[ParseOutcome] | None = None,
 ) -> PreparedBatch:
     """The slow, transaction-free half of ingestion: skip stored keys, write blobs, parse.
 
-    ``parsed`` may hold ``parse_message(item.raw)`` for every item, computed elsewhere (the
-    sync engine parses in a process pool). Blobs are written before any row refers to them,
-    outside the transaction: a crash leaves at worst an unreferenced blob, never a row pointing
-    at missing bytes.
+    ``parsed`` may hold the parse of every item, computed elsewhere (the sync engine parses in
+    a process pool, whose processes may have stored the blobs already). Blobs are written, and
+    made durable, before any row refers to them, outside the transaction: a crash leaves at
+    worst an unreferenced blob, never a row pointing at missing bytes.
     """
     if parsed is not None and len(parsed) != len(items):
         raise ValueError("parsed must have one entry per item")
@@ -153,10 +154,11 @@ def prepare_batch(
             if identity is not None:
                 first_of[identity] = index
             pending.append(index)
-    prepared = [
-        _prepare(mailbox, items[index], parsed[index] if parsed is not None else None)
-        for index in pending
-    ]
+    with durable_blobs():  # one sync for the batch's blobs, before any row names them
+        prepared = [
+            _prepare(mailbox, items[index], parsed[index] if parsed is not None else None)
+            for index in pending
+        ]
     return PreparedBatch(mailbox, results, pending, prepared, repeats)
 
 
@@ -276,12 +278,13 @@ class _Prepared:
 
 
 def _prepare(
-    mailbox: MailAccount, item: IncomingMessage, parsed: ParsedMessage | None = None
+    mailbox: MailAccount, item: IncomingMessage, outcome: ParseOutcome | None = None
 ) -> _Prepared:
-    raw_sha256 = put_blob(item.raw)
-    if parsed is None:
-        parsed = parse_message(item.raw)
-    attachment_blobs = [put_blob(attachment.payload) for attachment in parsed.attachments]
+    if outcome is None:
+        outcome = ParseOutcome(parse_message(item.raw))
+    parsed = outcome.parsed
+    raw_sha256 = _blob(outcome.raw_sha256, item.raw)
+    attachment_blobs = [_blob(a.sha256, a.payload) for a in parsed.attachments]
     received_at = item.state.received_at or parsed.date or timezone.now()
     participants = {parsed.from_address, *(address for _, address in parsed.to + parsed.cc)}
     return _Prepared(
@@ -293,6 +296,14 @@ def _prepare(
         participants=participants - {""},
         addresses_text=_addresses_text(parsed),
     )
+
+
+def _blob(stored_sha256: str, data: bytes) -> str:
+    """The blob of ``data``: stored now, or by a parse process (then synced with the batch)."""
+    if not stored_sha256:
+        return put_blob(data)
+    blob_written_elsewhere(stored_sha256)
+    return stored_sha256
 
 
 def _existing(

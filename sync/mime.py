@@ -63,7 +63,10 @@ _SNIPPET_LENGTH = 200
 
 @dataclass(frozen=True)
 class ParsedAttachment:
-    """One non-body MIME part. ``is_inline`` means "shown inside the HTML through cid:"."""
+    """One non-body MIME part. ``is_inline`` means "shown inside the HTML through cid:".
+
+    ``sha256`` is set (and ``payload`` emptied) once a parse process has stored the payload.
+    """
 
     filename: str
     content_type: str
@@ -71,6 +74,7 @@ class ParsedAttachment:
     content_id: str
     is_inline: bool
     payload: bytes = field(repr=False)
+    sha256: str = ""
 
 
 @dataclass(frozen=True)

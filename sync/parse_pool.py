@@ -5,8 +5,10 @@ message, several times more than fetching it, so one core caps a sync far below 
 network and the database could do. ``ParsePool`` keeps a few child processes (plain
 subprocesses: Celery's prefork workers are daemonic and may not use ``multiprocessing``) and
 hands them slices of a batch while the engine fetches the next batch and commits the previous
-one. Results are the exact ``ParsedMessage`` values ``sync.mime.parse_message`` returns; if a
-child fails, the slice is parsed in-process instead, so a pool problem never loses a message.
+one. Results are ``sync.parse_work.ParseOutcome`` values: exactly what
+``sync.mime.parse_message`` returns, with the blobs already stored when the blob storage is
+local. If a child fails, the slice is parsed in-process instead (and its blobs are left to the
+caller), so a pool problem never loses a message.
 
 ``MAILWEB_SYNC_PARSE_PROCESSES`` sets the number of children (0 parses in-process).
 """
@@ -27,7 +29,9 @@ from pathlib import Path
 
 from django.conf import settings
 
-from sync.mime import ParsedMessage, parse_message
+from mailweb.blobs import local_blob_root
+from sync.mime import parse_message
+from sync.parse_work import ParseOutcome
 
 log = logging.getLogger(__name__)
 
@@ -48,21 +52,21 @@ class ParseJob:
     """The pending result of ``ParsePool.submit``."""
 
     def __init__(self, count: int) -> None:
-        self._results: list[ParsedMessage | None] = [None] * count
+        self._results: list[ParseOutcome | None] = [None] * count
         self._remaining = count
         self._lock = threading.Lock()
         self._done = threading.Event()
         if count == 0:
             self._done.set()
 
-    def _fill(self, start: int, parsed: Sequence[ParsedMessage]) -> None:
+    def _fill(self, start: int, parsed: Sequence[ParseOutcome]) -> None:
         with self._lock:
             self._results[start : start + len(parsed)] = parsed
             self._remaining -= len(parsed)
             if self._remaining <= 0:
                 self._done.set()
 
-    def result(self) -> list[ParsedMessage]:
+    def result(self) -> list[ParseOutcome]:
         self._done.wait()
         return [parsed for parsed in self._results if parsed is not None]
 
@@ -80,9 +84,9 @@ class _Child:
             env=env,
         )
 
-    def call(self, raws: Sequence[bytes]) -> list[ParsedMessage]:
+    def call(self, blob_root: str | None, raws: Sequence[bytes]) -> list[ParseOutcome]:
         assert self.process.stdin is not None and self.process.stdout is not None
-        data = pickle.dumps(list(raws), protocol=5)
+        data = pickle.dumps((blob_root, list(raws)), protocol=5)
         self.process.stdin.write(_HEADER.pack(len(data)))
         self.process.stdin.write(data)
         self.process.stdin.flush()
@@ -93,7 +97,7 @@ class _Child:
         payload = self.process.stdout.read(size)
         if len(payload) != size:
             raise EOFError("parse process exited mid-reply")
-        parsed: list[ParsedMessage] = pickle.loads(payload)  # noqa: S301 - our own child
+        parsed: list[ParseOutcome] = pickle.loads(payload)  # noqa: S301 - our own child
         if len(parsed) != len(raws):
             raise EOFError("parse process answered for the wrong number of messages")
         return parsed
@@ -112,7 +116,9 @@ class ParsePool:
 
     def __init__(self, processes: int) -> None:
         self.processes = processes
-        self._tasks: queue.Queue[tuple[ParseJob, int, list[bytes]] | None] = queue.Queue()
+        self._tasks: queue.Queue[tuple[ParseJob, int, str | None, list[bytes]] | None] = (
+            queue.Queue()
+        )
         self._threads: list[threading.Thread] = []
         self._pid = os.getpid()
         for index in range(processes):
@@ -120,11 +126,14 @@ class ParsePool:
             thread.start()
             self._threads.append(thread)
 
-    def submit(self, raws: Sequence[bytes]) -> ParseJob:
-        """Start parsing ``raws``; ``.result()`` returns them parsed, in order."""
+    def submit(self, raws: Sequence[bytes], blob_root: str | None = None) -> ParseJob:
+        """Start parsing ``raws``; ``.result()`` returns them parsed, in order.
+
+        With ``blob_root`` (the local blob storage's directory) the children store the blobs.
+        """
         job = ParseJob(len(raws))
         for start in range(0, len(raws), SLICE):
-            self._tasks.put((job, start, list(raws[start : start + SLICE])))
+            self._tasks.put((job, start, blob_root, list(raws[start : start + SLICE])))
         return job
 
     def _serve(self) -> None:
@@ -139,17 +148,17 @@ class ParsePool:
                 continue
             if task is None:
                 break
-            job, start, raws = task
+            job, start, blob_root, raws = task
             try:
                 if child is None:
                     child = _Child()
-                parsed = child.call(raws)
+                parsed = child.call(blob_root, raws)
             except Exception as exc:
                 log.warning("parse process failed (%s); parsing in-process", type(exc).__name__)
                 if child is not None:
                     child.close()
                 child = None
-                parsed = [parse_message(raw) for raw in raws]
+                parsed = [ParseOutcome(parse_message(raw)) for raw in raws]
             job._fill(start, parsed)
         if child is not None:
             child.close()
@@ -187,9 +196,9 @@ def parse_pool() -> ParsePool | None:
         return _pool
 
 
-def parse_many(raws: Sequence[bytes]) -> ParseJob | list[ParsedMessage]:
+def parse_many(raws: Sequence[bytes]) -> ParseJob | list[ParseOutcome]:
     """Parse in the pool when it is worth it; returns a job, or the results right away."""
     pool = parse_pool() if len(raws) >= INLINE_BELOW else None
     if pool is None:
-        return [parse_message(raw) for raw in raws]
-    return pool.submit(raws)
+        return [ParseOutcome(parse_message(raw)) for raw in raws]
+    return pool.submit(raws, local_blob_root())

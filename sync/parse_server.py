@@ -1,10 +1,11 @@
 """``python -m sync.parse_server``: parses messages for ``sync.parse_pool`` in its own process.
 
 MIME parsing is pure Python and the costliest step of a sync, so the engine spreads it over a
-few of these processes. The protocol on stdin/stdout is length-prefixed pickles: a list of raw
-messages in, the list of ``ParsedMessage`` out. The process exits when stdin closes, which
-also happens when its parent dies, however it dies. It touches neither the database nor the
-blob store: the parent stores what it gets back.
+few of these processes. The protocol on stdin/stdout is length-prefixed pickles: the local blob
+directory (or None) and a list of raw messages in, the list of ``ParseOutcome`` out
+(``sync.parse_work``). The process exits when stdin closes, which also happens when its parent
+dies, however it dies. It never touches the database; blobs it writes are made durable by the
+parent before it commits rows that name them.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def serve() -> None:
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     sys.stdout = sys.stderr
     source = sys.stdin.buffer
-    from sync.mime import parse_message
+    from sync.parse_work import parse_and_store
 
     while True:
         header = _read_exact(source, _HEADER.size)
@@ -44,8 +45,9 @@ def serve() -> None:
         payload = _read_exact(source, _HEADER.unpack(header)[0])
         if payload is None:
             return
-        raws: list[bytes] = pickle.loads(payload)  # noqa: S301 - our own parent process
-        data = pickle.dumps([parse_message(raw) for raw in raws], protocol=5)
+        request: tuple[str | None, list[bytes]] = pickle.loads(payload)  # noqa: S301 - our parent
+        blob_root, raws = request
+        data = pickle.dumps([parse_and_store(raw, blob_root) for raw in raws], protocol=5)
         out.write(_HEADER.pack(len(data)))
         out.write(data)
         out.flush()
