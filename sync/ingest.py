@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from accounts.models import MailAccount
 from mailweb.blobs import blob_written_elsewhere, durable_blobs, put_blob
+from mailweb.bulk_insert import insert_new
 from mailweb.models import Attachment, Conversation, Folder, Message, OutgoingMessage
 from sync.mime import ParsedMessage, normalize_subject, parse_message
 from sync.models import RemovedMessage
@@ -611,7 +612,7 @@ def _store(
     Conversation.objects.bulk_create(new_conversations)
 
     messages = [_message_row(mailbox, m, thread, outgoing) for m, thread, outgoing in placed]
-    Message.objects.bulk_create(messages)
+    insert_new(Message, messages)
     Attachment.objects.bulk_create(
         Attachment(
             message=row,

@@ -121,6 +121,8 @@ _RawPart = tuple[str, str, str, bytes]  # filename, content type, content id, pa
 
 def _cap_content_headers(data: bytes) -> tuple[bytes, bool]:
     """Truncate absurdly long Content-* header fields anywhere in the message (parser DoS)."""
+    if not _has_long_content_header(data):
+        return data, False
     capped = False
 
     def cap(match: re.Match[bytes]) -> bytes:
@@ -131,6 +133,26 @@ def _cap_content_headers(data: bytes) -> tuple[bytes, bool]:
         return match.group()[:_MAX_CONTENT_HEADER]
 
     return _CONTENT_HEADER.sub(cap, data), capped
+
+
+def _has_long_content_header(data: bytes) -> bool:
+    """Whether any Content-* field (with its folded lines) exceeds the cap.
+
+    The common answer is no, and finding that with ``bytes.find`` is much cheaper than running
+    the multi-line regular expression over the whole message, attachments included.
+    """
+    if len(data) <= _MAX_CONTENT_HEADER:
+        return False
+    lowered = data.lower()
+    start = 0 if lowered.startswith(b"content-") else lowered.find(b"\ncontent-")
+    while start != -1:
+        end = lowered.find(b"\n", start + 1)
+        while end != -1 and lowered[end + 1 : end + 2] in (b" ", b"\t"):
+            end = lowered.find(b"\n", end + 1)
+        if (len(lowered) if end == -1 else end) - start > _MAX_CONTENT_HEADER:
+            return True
+        start = lowered.find(b"\ncontent-", start + 1) if end != -1 else -1
+    return False
 
 
 def _children(part: Message) -> list[Message]:

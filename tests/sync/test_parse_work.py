@@ -1,0 +1,137 @@
+"""Parsing with blob storage: what a parse process stores and what it hands back.
+
+``parse_and_store`` runs in the sync engine's parse processes; with the local blob directory it
+writes the raw message and its attachments there and returns the attachments without payloads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from sync import parse_pool as parse_pool_module
+from sync.mime import ParsedMessage, parse_message
+from sync.parse_pool import INLINE_BELOW, ParsePool, parse_many
+from sync.parse_work import ParseOutcome, parse_and_store
+from tests.sync.mail import message
+
+PDF = b"%PDF-1.4 quarterly report \x00\x01\x02" * 50
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+
+
+def with_attachments() -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "Alice <alice@example.net>"
+    msg["To"] = "support@example.com"
+    msg["Subject"] = "Two attachments"
+    msg["Message-ID"] = "<two-attachments@example.net>"
+    msg.set_content("See attached.\n")
+    msg.add_attachment(PDF, maintype="application", subtype="pdf", filename="report.pdf")
+    msg.add_attachment(PNG, maintype="image", subtype="png", filename="chart.png")
+    return msg.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def blob_bytes(root: Path, sha256: str) -> bytes:
+    return (root / sha256[:2] / sha256[2:4] / sha256).read_bytes()
+
+
+def assert_stored(outcome: ParseOutcome, raw: bytes, root: Path) -> None:
+    """Blobs on disk, attachments without payloads, and otherwise exactly parse_message's result."""
+    expected = parse_message(raw)
+    assert outcome.raw_sha256 == hashlib.sha256(raw).hexdigest()
+    assert blob_bytes(root, outcome.raw_sha256) == raw
+    assert len(outcome.parsed.attachments) == len(expected.attachments)
+    for got, want in zip(outcome.parsed.attachments, expected.attachments, strict=True):
+        assert got.payload == b""
+        assert got.sha256 == hashlib.sha256(want.payload).hexdigest()
+        assert blob_bytes(root, got.sha256) == want.payload
+        assert dataclasses.replace(got, payload=want.payload, sha256="") == want
+    assert dataclasses.replace(outcome.parsed, attachments=expected.attachments) == expected
+
+
+def assert_not_stored(outcome: ParseOutcome, raw: bytes) -> None:
+    assert outcome.raw_sha256 == ""
+    assert outcome.parsed == parse_message(raw)
+    assert all(a.payload and not a.sha256 for a in outcome.parsed.attachments)
+
+
+def files_under(path: Path) -> list[Path]:
+    return [p for p in path.rglob("*") if p.is_file()]
+
+
+def test_parse_and_store_writes_raw_and_decoded_attachments(tmp_path: Path) -> None:
+    raw = with_attachments()
+    root = tmp_path / "parse-root"
+    outcome = parse_and_store(raw, str(root))
+    assert [a.filename for a in outcome.parsed.attachments] == ["report.pdf", "chart.png"]
+    assert_stored(outcome, raw, root)
+    # The decoded payloads, not the base64 text, are what is stored.
+    assert {blob_bytes(root, a.sha256) for a in outcome.parsed.attachments} == {PDF, PNG}
+    assert len(files_under(root)) == 3
+
+
+def test_parse_and_store_without_root_writes_nothing(tmp_path: Path) -> None:
+    raw = with_attachments()
+    outcome = parse_and_store(raw, None)
+    assert_not_stored(outcome, raw)
+    assert [a.payload for a in outcome.parsed.attachments] == [PDF, PNG]
+    assert files_under(tmp_path) == []
+
+
+def test_parse_and_store_message_without_attachments(tmp_path: Path) -> None:
+    raw = message(body="No attachments here.\n")
+    outcome = parse_and_store(raw, str(tmp_path))
+    assert outcome.parsed == parse_message(raw)
+    assert files_under(tmp_path) == [
+        tmp_path / outcome.raw_sha256[:2] / outcome.raw_sha256[2:4] / outcome.raw_sha256
+    ]
+
+
+def test_parse_pool_child_stores_blobs(tmp_path: Path) -> None:
+    """Through a real ``sync.parse_server`` child: the same outcomes, blobs on disk."""
+    raws = [with_attachments(), message(attachment=PDF), message(body="plain\n")]
+    root = tmp_path / "pool-root"
+    pool = ParsePool(1)
+    try:
+        outcomes = pool.submit(raws, str(root)).result()
+    finally:
+        pool.close()
+    assert len(outcomes) == len(raws)
+    for outcome, raw in zip(outcomes, raws, strict=True):
+        assert_stored(outcome, raw, root)
+
+
+def test_parse_pool_failed_child_parses_in_process_without_storing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pool problem never loses a message: parsed in-process, blobs left to the caller."""
+
+    class BrokenChild:
+        def __init__(self) -> None:
+            raise OSError("cannot start parse process")
+
+    monkeypatch.setattr(parse_pool_module, "_Child", BrokenChild)
+    raws = [with_attachments(), message()]
+    pool = ParsePool(1)
+    try:
+        outcomes = pool.submit(raws, str(tmp_path)).result()
+    finally:
+        pool.close()
+    for outcome, raw in zip(outcomes, raws, strict=True):
+        assert_not_stored(outcome, raw)
+    assert files_under(tmp_path) == []
+
+
+def test_parse_many_small_batch_parses_in_process_without_storing(tmp_path: Path) -> None:
+    raws = [with_attachments(), message()]
+    assert len(raws) < INLINE_BELOW
+    outcomes = parse_many(raws)
+    assert isinstance(outcomes, list)
+    for outcome, raw in zip(outcomes, raws, strict=True):
+        assert isinstance(outcome.parsed, ParsedMessage)
+        assert_not_stored(outcome, raw)
+    assert files_under(tmp_path) == []
