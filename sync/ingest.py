@@ -628,9 +628,7 @@ def _store(
             message.parsed.attachments, message.attachment_blobs, strict=True
         )
     )
-    for thread in index.threads.values():
-        if thread.members:
-            _update_stored_conversation(thread)
+    _update_stored_conversations([thread for thread in index.threads.values() if thread.members])
     return [(row, True) for row in messages]
 
 
@@ -675,26 +673,48 @@ def _message_row(
     )
 
 
-def _update_stored_conversation(thread: _Thread) -> None:
-    """One UPDATE with relative expressions (safe against concurrent increments)."""
-    received = max(member.received_at for member in thread.members)
-    updates: dict[str, object] = {
-        "message_count": F("message_count") + len(thread.members),
-        "last_activity_at": Greatest(Coalesce(F("last_activity_at"), received), received),
-        "last_message_at": Greatest(Coalesce(F("last_message_at"), received), received),
-    }
-    if thread.snippet is not None:
-        updates["snippet"] = thread.snippet
-        updates["last_sender"] = thread.last_sender or ""
-    if thread.has_attachments:
-        updates["has_attachments"] = True
-    if thread.reopened:
-        updates["status"] = Conversation.Status.OPEN
-        updates["snoozed_until"] = None
-    if thread.subject is not None:
-        updates["subject"] = thread.subject[:998]
-        updates["normalized_subject"] = normalize_subject(thread.subject)[:998]
-    Conversation.objects.filter(pk=thread.conversation.pk).update(**updates)
+_CONVERSATION_UPDATE_FIELDS = [
+    "message_count",
+    "last_activity_at",
+    "last_message_at",
+    "snippet",
+    "last_sender",
+    "has_attachments",
+    "status",
+    "snoozed_until",
+    "subject",
+    "normalized_subject",
+]
+
+
+def _update_stored_conversations(threads: Sequence[_Thread]) -> None:
+    """One UPDATE for every stored conversation the batch touched.
+
+    Values are relative expressions (safe against concurrent increments and team actions
+    between the read and the write): a field the batch does not change is set to itself.
+    """
+    rows = []
+    for thread in threads:
+        received = max(member.received_at for member in thread.members)
+        row = Conversation(pk=thread.conversation.pk)
+        row.message_count = F("message_count") + len(thread.members)
+        row.last_activity_at = Greatest(Coalesce(F("last_activity_at"), received), received)
+        row.last_message_at = Greatest(Coalesce(F("last_message_at"), received), received)
+        row.snippet = thread.snippet if thread.snippet is not None else F("snippet")
+        row.last_sender = (
+            (thread.last_sender or "") if thread.snippet is not None else F("last_sender")
+        )
+        row.has_attachments = True if thread.has_attachments else F("has_attachments")
+        row.status = Conversation.Status.OPEN if thread.reopened else F("status")
+        row.snoozed_until = None if thread.reopened else F("snoozed_until")
+        if thread.subject is not None:
+            row.subject = thread.subject[:998]
+            row.normalized_subject = normalize_subject(thread.subject)[:998]
+        else:
+            row.subject, row.normalized_subject = F("subject"), F("normalized_subject")
+        rows.append(row)
+    if rows:
+        Conversation.objects.bulk_update(rows, _CONVERSATION_UPDATE_FIELDS)
 
 
 def _outgoing_message_ids(prepared: Sequence[_Prepared]) -> set[str]:
