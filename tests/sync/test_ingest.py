@@ -152,10 +152,19 @@ def test_copies_do_not_reopen_but_new_replies_do() -> None:
     assert ours_row.direction == Message.Direction.OUTGOING
     conversation.refresh_from_db()
     assert conversation.status == "closed"
+    # Snoozed, and worked on later than the next reply arrived (a note moved its activity).
+    later = BASE_TIME + timedelta(days=3)
+    Conversation.objects.filter(pk=conversation.pk).update(
+        status="snoozed", snoozed_until=later, last_activity_at=later
+    )
     theirs = message("Re: Broken widget", in_reply_to=root_id, date=BASE_TIME + timedelta(hours=2))
     ingest_message(mailbox, theirs, ProviderKey(folder=inbox, uidvalidity=1, uid=2), reopen=True)
     conversation.refresh_from_db()
     assert conversation.status == "open" and conversation.message_count == 4
+    assert conversation.snoozed_until is None
+    assert conversation.last_activity_at == later  # never moved backwards
+    assert conversation.last_message_at == BASE_TIME + timedelta(hours=2)
+    assert conversation.subject == "Broken widget"
 
 
 def test_removed_message_rejoins_a_kept_conversation(admin_user: Any) -> None:
