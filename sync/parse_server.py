@@ -17,6 +17,11 @@ import struct
 import sys
 
 _HEADER = struct.Struct(">I")
+#: Parsing runs ahead of the worker's commits, which are the serial part of a sync. A lower
+#: priority lets the commits (and anything else on the machine, such as web requests) go first
+#: when the cores are busy, and parsing use what is left: on two cores an initial sync ran
+#: about 12 % faster than at equal priority.
+NICENESS = 5
 
 
 def _read_exact(stream: object, size: int) -> bytes | None:
@@ -32,6 +37,8 @@ def _read_exact(stream: object, size: int) -> bytes | None:
 
 
 def serve() -> None:
+    with contextlib.suppress(OSError):
+        os.nice(NICENESS)
     # The protocol owns the real stdout; anything printed by accident goes to stderr.
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     sys.stdout = sys.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -135,3 +136,16 @@ def test_parse_many_small_batch_parses_in_process_without_storing(tmp_path: Path
         assert isinstance(outcome.parsed, ParsedMessage)
         assert_not_stored(outcome, raw)
     assert files_under(tmp_path) == []
+
+
+def test_parse_processes_run_at_a_lower_priority() -> None:
+    """Parsing yields the cores to the worker's commits (sync.parse_server.NICENESS)."""
+    from sync.parse_server import NICENESS
+
+    child = parse_pool_module._Child()
+    try:
+        assert len(child.call(None, [message("Priority")])) == 1  # it has reached serve()
+        own = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, child.process.pid) == min(19, own + NICENESS)
+    finally:
+        child.close()
