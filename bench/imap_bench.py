@@ -5,20 +5,25 @@ One run does everything (see bench/README.md):
 
 1. generate the corpus (``bench/corpus.py``; cached under ``bench/.cache``) and APPEND it to the
    INBOX of a fresh local Dovecot (the test stand-in from ``tests/fakes``, implicit TLS);
-2. mbsync pulls INBOX into a Maildir (initial), then runs again with nothing to do (resync);
-3. Mailweb: a fresh PostgreSQL database, the mailbox added as a password IMAP mailbox, a real
-   Celery worker (solo pool, so the sync runs in the worker process) syncs it; measured: time
-   to the newest 50 conversations being queryable, time to the whole initial sync (fetch,
-   parse, blobs, threading, PostgreSQL rows and full-text index), then no-change resyncs,
-   and the worker's peak RSS;
-4. the store is checked against the server (same messages, no duplicates) and the figures are
-   printed and written to ``bench/results/<timestamp>.json``.
+2. then ``--rounds`` times (default 3), one after the other on the same server:
+   a. mbsync pulls INBOX into an empty Maildir (initial), then runs five more times with
+      nothing to do (resync);
+   b. Mailweb: a fresh PostgreSQL database and blob store, the mailbox added as a password IMAP
+      mailbox, a real Celery worker (solo pool, so the sync runs in the worker process) syncs
+      it; measured: time to the newest 50 conversations being queryable, time to the whole
+      initial sync (fetch, parse, blobs, threading, PostgreSQL rows and full-text index),
+      then five no-change resyncs, CPU by process and the worker's peak RSS;
+   c. the store is checked against the server (same messages, no duplicates);
+3. the figures of every round and their medians are printed and written to
+   ``bench/results/<timestamp>.json``. mbsync's time varies from round to round with the
+   disk's fsync latency, Mailweb's with CPU contention, hence the rounds and the medians.
 
 Usage (PostgreSQL and Redis must be reachable; the database named by --db is dropped and
 re-created)::
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379/12 \\
-        .venv/bin/python bench/imap_bench.py [--messages 10000] [--seed 1] [--db mailweb_bench]
+        .venv/bin/python bench/imap_bench.py [--messages 10000] [--seed 1] [--rounds 3] \\
+        [--db mailweb_bench]
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -168,6 +173,20 @@ def run_mbsync(config: Path, cpu: dict[str, float] | None = None) -> float:
     return elapsed
 
 
+def bench_mbsync(workdir: Path, server: Any) -> dict[str, Any]:
+    config = mbsync_config(workdir, server)
+    cpu: dict[str, float] = {}
+    initial = run_mbsync(config, cpu)
+    resyncs = [run_mbsync(config) for _ in range(5)]
+    return {
+        "initial_seconds": initial,
+        "initial_cpu_seconds": cpu["mbsync"],
+        "stored": maildir_count(workdir),
+        "resync_seconds": resyncs,
+        "resync_median_seconds": statistics.median(resyncs),
+    }
+
+
 def maildir_count(workdir: Path) -> int:
     inbox = workdir / "maildir" / "INBOX"
     return sum(1 for sub in ("cur", "new") for _ in (inbox / sub).iterdir())
@@ -295,7 +314,8 @@ def children_peak_rss_mb(pid: int) -> float:
 def bench_mailweb(
     server: Any, workdir: Path, expected: int, newest: set[str], db_url: str, redis_url: str
 ) -> dict[str, Any]:
-    blob_dir = workdir / "blobs"
+    blob_dir = workdir / "blobs"  # the same directory every round (settings are read once)
+    shutil.rmtree(blob_dir, ignore_errors=True)
     env = worker_env(db_url, redis_url, blob_dir, server.ca_path)
     os.environ.update(env)
     import django
@@ -435,6 +455,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3, help="mbsync + Mailweb rounds")
     parser.add_argument("--db", default="mailweb_bench", help="database to (re)create")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
@@ -447,52 +468,92 @@ def main() -> None:
     newest = newest_threads(path)
     workdir = Path(tempfile.mkdtemp(prefix="mailweb-bench-"))
     server = start_dovecot(workdir)
-    results: dict[str, Any] = {"messages": args.messages, "seed": args.seed}
+    results: dict[str, Any] = {"messages": args.messages, "seed": args.seed, "rounds": []}
     try:
         started = time.perf_counter()
         count, size = seed(server, path)
         results["corpus_mb"] = size / 1e6
         results["seed_seconds"] = time.perf_counter() - started
         print(f"seeded {count} messages ({size / 1e6:.1f} MB)", flush=True)
-
-        config = mbsync_config(workdir, server)
-        mbsync_cpu: dict[str, float] = {}
-        results["mbsync_initial_seconds"] = run_mbsync(config, mbsync_cpu)
-        results["mbsync_initial_cpu_seconds"] = mbsync_cpu["mbsync"]
-        results["mbsync_stored"] = maildir_count(workdir)
-        resyncs = [run_mbsync(config) for _ in range(5)]
-        results["mbsync_resync_seconds"] = resyncs
-        results["mbsync_resync_median_seconds"] = statistics.median(resyncs)
-        print(f"mbsync: initial {results['mbsync_initial_seconds']:.2f}s", flush=True)
-
-        recreate_database(base_db, args.db)
-        results["mailweb"] = bench_mailweb(
-            server, workdir, count, newest, database_url(base_db, args.db), redis_url
-        )
+        for number in range(args.rounds):
+            round_dir = workdir / f"round-{number + 1}"
+            round_dir.mkdir()
+            mbsync = bench_mbsync(round_dir, server)
+            print(f"round {number + 1}: mbsync {mbsync['initial_seconds']:.2f}s", flush=True)
+            _drop_connections()
+            recreate_database(base_db, args.db)
+            mailweb = bench_mailweb(
+                server, workdir, count, newest, database_url(base_db, args.db), redis_url
+            )
+            print(f"round {number + 1}: Mailweb {mailweb['initial_seconds']:.2f}s", flush=True)
+            assert mbsync["stored"] == count, mbsync
+            assert mailweb["stored_messages"] == count == mailweb["distinct_message_ids"], mailweb
+            results["rounds"].append(
+                {
+                    "mbsync": mbsync,
+                    "mailweb": mailweb,
+                    "initial_throughput_ratio": mbsync["initial_seconds"]
+                    / mailweb["initial_seconds"],
+                    "resync_time_ratio": mailweb["resync_median_seconds"]
+                    / mbsync["resync_median_seconds"],
+                }
+            )
     finally:
         server.stop()
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
 
-    mailweb = results["mailweb"]
-    results["throughput_messages_per_second"] = {
-        "mbsync": count / results["mbsync_initial_seconds"],
-        "mailweb": count / mailweb["initial_seconds"],
-    }
-    results["initial_throughput_ratio"] = (
-        results["mbsync_initial_seconds"] / mailweb["initial_seconds"]
-    )
-    results["resync_time_ratio"] = (
-        mailweb["resync_median_seconds"] / results["mbsync_resync_median_seconds"]
-    )
+    results["summary"] = _summary(results["rounds"], count)
     results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     results["parse_processes"] = os.environ.get("MAILWEB_SYNC_PARSE_PROCESSES") or "default"
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (out / f"imap-{stamp}.json").write_text(json.dumps(results, indent=2, default=str))
-    print(json.dumps(results, indent=2, default=str))
-    assert mailweb["stored_messages"] == count == mailweb["distinct_message_ids"], mailweb
+    print(json.dumps(results["summary"], indent=2, default=str))
+
+
+def _drop_connections() -> None:
+    """Close this process's database connections (from an earlier round) before a re-create."""
+    from django.conf import settings
+
+    if settings.configured:
+        from django.db import connections
+
+        connections.close_all()
+
+
+def _summary(rounds: list[dict[str, Any]], count: int) -> dict[str, Any]:
+    """Medians over the rounds; the ratio is the median of the rounds' own ratios."""
+
+    def median(values: Iterable[float]) -> float:
+        return statistics.median(list(values))
+
+    mbsync = median(r["mbsync"]["initial_seconds"] for r in rounds)
+    mailweb = median(r["mailweb"]["initial_seconds"] for r in rounds)
+    return {
+        "rounds": len(rounds),
+        "mbsync_initial_seconds": [r["mbsync"]["initial_seconds"] for r in rounds],
+        "mailweb_initial_seconds": [r["mailweb"]["initial_seconds"] for r in rounds],
+        "initial_throughput_ratios": [r["initial_throughput_ratio"] for r in rounds],
+        "median_mbsync_initial_seconds": mbsync,
+        "median_mailweb_initial_seconds": mailweb,
+        "median_throughput_messages_per_second": {
+            "mbsync": count / mbsync,
+            "mailweb": count / mailweb,
+        },
+        "median_initial_throughput_ratio": median(r["initial_throughput_ratio"] for r in rounds),
+        "median_resync_time_ratio": median(r["resync_time_ratio"] for r in rounds),
+        "median_newest_50_conversations_seconds": median(
+            r["mailweb"]["newest_50_conversations_seconds"] for r in rounds
+        ),
+        "median_cpu_ms_per_message": {
+            role: median(r["mailweb"]["initial_cpu_ms_per_message"][role] for r in rounds)
+            for role in rounds[0]["mailweb"]["initial_cpu_ms_per_message"]
+        },
+        "max_worker_peak_rss_mb": max(r["mailweb"]["worker_peak_rss_mb"] for r in rounds),
+        "max_parse_pool_peak_rss_mb": max(r["mailweb"]["parse_pool_peak_rss_mb"] for r in rounds),
+    }
 
 
 if __name__ == "__main__":
