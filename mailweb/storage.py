@@ -15,7 +15,6 @@ filesystem on Linux, else an fsync per file), before the caller commits its rows
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import sys
 import threading
@@ -118,7 +117,7 @@ def _load_syncfs() -> Any:
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # the process's own symbols, libc's among them
         function = libc.syncfs
     except (OSError, AttributeError):
         return None
