@@ -210,8 +210,11 @@ def recreate_database(base: str, name: str) -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def worker_env(db_url: str, redis_url: str, blob_dir: Path, ca_path: Path) -> dict[str, str]:
-    return {
+def bench_env(
+    db_url: str, blob_dir: Path, *, redis_url: str | None = None, ca_path: Path | None = None
+) -> dict[str, str]:
+    """The environment the benchmark and profiling programs (and the worker) run under."""
+    env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "mailweb.settings",
         # Production settings: with DEBUG on, Django keeps every SQL statement (bulk inserts
@@ -221,15 +224,43 @@ def worker_env(db_url: str, redis_url: str, blob_dir: Path, ca_path: Path) -> di
         "MAILWEB_TOKEN_KEYS": "mHn1HZ9h8wXg2S0a0-5B7tQYkz1m0n3jv3m1gk6v5rQ=",
         "ALLOWED_HOSTS": "localhost",
         "DATABASE_URL": db_url,
-        "REDIS_URL": redis_url,
         "MAILWEB_BLOB_DIR": str(blob_dir),
         "MAILWEB_DATA_DIR": str(blob_dir.parent / "data"),
-        "SSL_CERT_FILE": str(ca_path),
         # One task for the whole initial sync (it would otherwise continue in follow-ups).
         "MAILWEB_TASK_SOFT_TIME_LIMIT": "7200",
         "MAILWEB_TASK_TIME_LIMIT": "7300",
         "LOG_LEVEL": "WARNING",
     }
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    if ca_path:
+        env["SSL_CERT_FILE"] = str(ca_path)
+    return env
+
+
+def setup_django(env: dict[str, str]) -> None:
+    """Configure Django in this process from ``env`` and migrate the database."""
+    os.environ.update(env)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def add_bench_mailbox(server: Any) -> Any:
+    """The seeded Dovecot account as a password IMAP mailbox (enqueues its first sync)."""
+    from accounts.actions import add_password_mailbox
+
+    return add_password_mailbox(
+        USER,
+        imap_host="localhost",
+        imap_port=server.port,
+        imap_security="ssl",
+        username=USER,
+        password=PASSWORD,
+    )
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -316,28 +347,14 @@ def bench_mailweb(
 ) -> dict[str, Any]:
     blob_dir = workdir / "blobs"  # the same directory every round (settings are read once)
     shutil.rmtree(blob_dir, ignore_errors=True)
-    env = worker_env(db_url, redis_url, blob_dir, server.ca_path)
-    os.environ.update(env)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
-    from accounts.actions import add_password_mailbox
+    env = bench_env(db_url, blob_dir, redis_url=redis_url, ca_path=server.ca_path)
+    setup_django(env)
     from accounts.models import MailAccount
     from mailweb.celery import app
     from mailweb.models import Conversation, Folder, Heartbeat, Message
     from sync.tasks import sync_mailbox
 
-    mailbox = add_password_mailbox(
-        USER,
-        imap_host="localhost",
-        imap_port=server.port,
-        imap_security="ssl",
-        username=USER,
-        password=PASSWORD,
-    )
+    mailbox = add_bench_mailbox(server)
     # Adding the mailbox enqueued its first sync (sync.receivers); the benchmark starts the
     # sync itself once the worker is up, so that every measurement covers exactly one task.
     with app.connection_for_write() as conn:

@@ -19,7 +19,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.imap_bench import corpus_path, database_url, read_corpus, recreate_database  # noqa: E402
+from bench.imap_bench import (  # noqa: E402
+    bench_env,
+    corpus_path,
+    database_url,
+    read_corpus,
+    recreate_database,
+    setup_django,
+)
 
 
 def main() -> None:
@@ -30,22 +37,10 @@ def main() -> None:
     args = parser.parse_args()
     base = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     recreate_database(base, args.db)
-    os.environ.update(
-        DATABASE_URL=database_url(base, args.db),
-        DEBUG="false",
-        SECRET_KEY="bench-only-secret-key-not-for-production-use-0123456789",
-        MAILWEB_TOKEN_KEYS="mHn1HZ9h8wXg2S0a0-5B7tQYkz1m0n3jv3m1gk6v5rQ=",
-        ALLOWED_HOSTS="localhost",
-        DJANGO_SETTINGS_MODULE="mailweb.settings",
-        MAILWEB_BLOB_DIR=tempfile.mkdtemp(prefix="mailweb-store-"),
-    )
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    workdir = Path(tempfile.mkdtemp(prefix="mailweb-store-"))
+    setup_django(bench_env(database_url(base, args.db), workdir / "blobs"))
     from django.db import transaction
 
-    call_command("migrate", verbosity=0)
     from accounts.models import MailAccount
     from mailweb.models import Folder
     from sync.ingest import IncomingMessage, ProviderKey, prepare_batch, store_batch

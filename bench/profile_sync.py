@@ -24,12 +24,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.imap_bench import (  # noqa: E402
-    PASSWORD,
-    USER,
+    add_bench_mailbox,
+    bench_env,
     corpus_path,
     database_url,
     recreate_database,
     seed,
+    setup_django,
     start_dovecot,
 )
 
@@ -79,33 +80,12 @@ def main() -> None:
     try:
         seed(server, path)
         recreate_database(base, args.db)
-        os.environ.update(
-            DATABASE_URL=database_url(base, args.db),
-            DEBUG="false",
-            SECRET_KEY="bench-only-secret-key-not-for-production-use-0123456789",
-            MAILWEB_TOKEN_KEYS="mHn1HZ9h8wXg2S0a0-5B7tQYkz1m0n3jv3m1gk6v5rQ=",
-            ALLOWED_HOSTS="localhost",
-            DJANGO_SETTINGS_MODULE="mailweb.settings",
-            MAILWEB_BLOB_DIR=str(workdir / "blobs"),
-            SSL_CERT_FILE=str(server.ca_path),
+        setup_django(
+            bench_env(database_url(base, args.db), workdir / "blobs", ca_path=server.ca_path)
         )
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
-        from accounts.actions import add_password_mailbox
         from sync.engine import run_sync
 
-        mailbox = add_password_mailbox(
-            USER,
-            imap_host="localhost",
-            imap_port=server.port,
-            imap_security="ssl",
-            username=USER,
-            password=PASSWORD,
-        )
+        mailbox = add_bench_mailbox(server)
         timers = _instrument()
         profiler = cProfile.Profile()
         started = time.perf_counter()
