@@ -24,9 +24,9 @@ from accounts.models import MailAccount
 from mailweb.blobs import blob_written_elsewhere, durable_blobs, put_blob
 from mailweb.bulk_insert import insert_new
 from mailweb.models import Attachment, Conversation, Folder, Message, OutgoingMessage
-from sync.mime import ParsedMessage, normalize_subject, parse_message
+from sync.mime import ParsedMessage, normalize_subject
 from sync.models import RemovedMessage
-from sync.parse_work import ParseOutcome
+from sync.parse_work import ParseOutcome, parse_and_store
 
 # A subject-only match joins a conversation only when it is this recent and shares a participant.
 SUBJECT_FALLBACK_WINDOW = timedelta(days=30)
@@ -281,7 +281,7 @@ def _prepare(
     mailbox: MailAccount, item: IncomingMessage, outcome: ParseOutcome | None = None
 ) -> _Prepared:
     if outcome is None:
-        outcome = ParseOutcome(parse_message(item.raw))
+        outcome = parse_and_store(item.raw, None)
     parsed = outcome.parsed
     raw_sha256 = _blob(outcome.raw_sha256, item.raw)
     attachment_blobs = [_blob(a.sha256, a.payload) for a in parsed.attachments]
@@ -688,21 +688,20 @@ def _update_stored_conversations(threads: Sequence[_Thread]) -> None:
             max(member.received_at for member in thread.members)
         )
         has_snippet = thread.snippet is not None
+        renamed = thread.subject is not None
+        subject = thread.subject or ""
         params.append(
             [
                 len(thread.members),
-                received,
-                received,
-                received,
-                received,
+                *(received,) * 4,
                 thread.snippet if has_snippet else None,
                 (thread.last_sender or "") if has_snippet else None,
                 thread.has_attachments,
                 thread.reopened,
                 Conversation.Status.OPEN.value,
                 thread.reopened,
-                thread.subject[:998] if thread.subject is not None else None,
-                normalize_subject(thread.subject)[:998] if thread.subject is not None else None,
+                subject[:998] if renamed else None,
+                normalize_subject(subject)[:998] if renamed else None,
                 thread.conversation.pk,
             ]
         )

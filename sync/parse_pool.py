@@ -30,8 +30,7 @@ from pathlib import Path
 from django.conf import settings
 
 from mailweb.blobs import local_blob_root
-from sync.mime import parse_message
-from sync.parse_work import ParseOutcome
+from sync.parse_work import ParseOutcome, parse_and_store
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +157,7 @@ class ParsePool:
                 if child is not None:
                     child.close()
                 child = None
-                parsed = [ParseOutcome(parse_message(raw)) for raw in raws]
+                parsed = [parse_and_store(raw, None) for raw in raws]
             job._fill(start, parsed)
         if child is not None:
             child.close()
@@ -200,5 +199,5 @@ def parse_many(raws: Sequence[bytes]) -> ParseJob | list[ParseOutcome]:
     """Parse in the pool when it is worth it; returns a job, or the results right away."""
     pool = parse_pool() if len(raws) >= INLINE_BELOW else None
     if pool is None:
-        return [ParseOutcome(parse_message(raw)) for raw in raws]
+        return [parse_and_store(raw, None) for raw in raws]
     return pool.submit(raws, local_blob_root())

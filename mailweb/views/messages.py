@@ -13,6 +13,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.http import content_disposition_header
 from django.views.decorators.cache import cache_control
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 from django.views.decorators.http import require_GET
@@ -81,8 +82,6 @@ def attachment(request: HttpRequest, pk: int) -> HttpResponse:
         get_blob(item.sha256), content_type=safe_download_type(item.content_type)
     )
     filename = item.filename or f"attachment-{item.pk}"
-    from django.utils.http import content_disposition_header
-
     response["Content-Disposition"] = content_disposition_header(True, filename) or "attachment"
     return _harden(response)
 

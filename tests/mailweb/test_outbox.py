@@ -90,6 +90,20 @@ def eager_send(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return sent
 
 
+def queued_reply(
+    mailbox: MailAccount, message_id: str, *, subject: str, body: str
+) -> OutgoingMessage:
+    """A reply to x@example.org, queued in a new conversation of ``mailbox``."""
+    return OutgoingMessage.objects.create(
+        mailbox=mailbox,
+        conversation=conversation_with(mailbox, 1),
+        message_id=message_id,
+        to=[["", "x@example.org"]],
+        subject=subject,
+        body_text=body,
+    )
+
+
 def _reply(
     client: Client, conversation: Conversation, capture: Any, **fields: str
 ) -> OutgoingMessage:
@@ -304,15 +318,7 @@ def test_expired_token_is_a_clear_failure(
     vault.store_oauth_tokens(
         ms_mailbox, "rt", access_token=forged, resource=OUTLOOK, expires_at=time.time() + 3600
     )
-    conversation = conversation_with(ms_mailbox, 1)
-    outgoing = OutgoingMessage.objects.create(
-        mailbox=ms_mailbox,
-        conversation=conversation,
-        message_id="forged-token@example.com",
-        to=[["", "x@example.org"]],
-        subject="Hi",
-        body_text="Hi",
-    )
+    outgoing = queued_reply(ms_mailbox, "forged-token@example.com", subject="Hi", body="Hi")
     assert outbox.deliver(outgoing.pk).status == "failed"
     outgoing.refresh_from_db()
     assert "refused the credentials (535)" in outgoing.last_error
@@ -335,15 +341,7 @@ def test_password_mailbox_uses_smtp_login(
     )
     vault.store_password(mailbox, "s3cret pass")
     smtp_server.add_password_user("plain@example.net", "s3cret pass")
-    conversation = conversation_with(mailbox, 1)
-    outgoing = OutgoingMessage.objects.create(
-        mailbox=mailbox,
-        conversation=conversation,
-        message_id="plain-1@example.net",
-        to=[["", "x@example.org"]],
-        subject="Hi",
-        body_text="Hello",
-    )
+    outgoing = queued_reply(mailbox, "plain-1@example.net", subject="Hi", body="Hello")
     assert outbox.deliver(outgoing.pk).status == "sent"
     assert smtp_server.state.auth_attempts[-1][1:] == ("plain@example.net", True)
 
@@ -372,14 +370,8 @@ def test_copy_is_appended_to_the_sent_folder(
     settings.MICROSOFT_SMTP_HOST = smtp_server.host
     settings.MICROSOFT_IMAP_HOST = f"127.0.0.1:{dovecot.port}"
     mailbox = oauth_mailbox(idp)
-    conversation = conversation_with(mailbox, 1)
-    outgoing = OutgoingMessage.objects.create(
-        mailbox=mailbox,
-        conversation=conversation,
-        message_id=f"{uuid.uuid4().hex}@example.com",
-        to=[["", "x@example.org"]],
-        subject="Filed",
-        body_text="Into Sent",
+    outgoing = queued_reply(
+        mailbox, f"{uuid.uuid4().hex}@example.com", subject="Filed", body="Into Sent"
     )
     assert outbox.deliver(outgoing.pk).status == "sent"
     outgoing.refresh_from_db()
