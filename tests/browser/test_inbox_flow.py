@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from accounts import vault
 from accounts.models import MailAccount, MailboxAccess, User
@@ -107,6 +109,8 @@ def test_sign_in_read_assign_note_reply_close_search(
     page.keyboard.press("o")
     page.locator("#conv-subject", has_text="Cannot log in").wait_for()
     assert page.url.endswith(f"/c/{conversation.pk}/")
+    # The row is marked read once htmx has settled the swap, a moment after the subject shows.
+    expect(row).not_to_have_class(re.compile(r"\bunread\b"))
     assert "unread" not in (row.get_attribute("class") or "")
     assert page.locator("details.message[open]").count() == 1
 
