@@ -43,6 +43,7 @@ from sync.mime_headers import (
     decode_words,
     parse_date,
 )
+from sync.mime_structure import parse_structure
 from sync.mime_text import Problems, collapse, decode_bytes, describe_defect, safe_call, scrub
 
 __all__ = [
@@ -288,11 +289,19 @@ _QUOTE_HEADER = re.compile(
 def _snippet(text: str) -> str:
     """First ~200 characters of what the sender wrote, skipping quotes and the signature."""
     kept = []
+    kept_length, next_check = 0, _SNIPPET_LENGTH
     for line in text.split("\n"):
         if line.rstrip() == "--" or _QUOTE_HEADER.match(line.strip()):
             break
         if not line.lstrip().startswith(">"):
             kept.append(line)
+            kept_length += len(line) + 1
+            # Enough once the collapsed text is longer than the snippet (checked at doubling
+            # lengths, so whitespace-heavy text stays linear): the rest cannot change it.
+            if kept_length > next_check:
+                next_check = 2 * kept_length
+                if len(collapse(" ".join(kept))) > _SNIPPET_LENGTH:
+                    break
     snippet = collapse(" ".join(kept)) or collapse(text)
     if len(snippet) <= _SNIPPET_LENGTH:
         return snippet
@@ -319,7 +328,7 @@ def _parse(data: bytes) -> ParsedMessage:
     data, capped = _cap_content_headers(data)
     if capped:
         body_problems.add("oversized MIME header truncated")
-    msg = email.message_from_bytes(data, policy=policy.compat32)  # see the module docstring
+    msg = parse_structure(data) or email.message_from_bytes(data, policy=policy.compat32)
     walker = _Walker(body_problems)
     plain, rich = walker.walk(msg)
     headers = Headers(msg, walker.hint, head_problems)

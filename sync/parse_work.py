@@ -30,8 +30,12 @@ class ParseOutcome:
 
 
 def parse_and_store(raw: bytes, blob_root: str | None) -> ParseOutcome:
-    """Parse ``raw``; with a local ``blob_root``, also store it and its attachments there."""
-    parsed = parse_message(raw)
+    """Parse ``raw``; with a local ``blob_root``, also store it and its attachments there.
+
+    The outcome leaves out the unsanitized HTML (``parsed.html`` is ""): the store keeps only the
+    sanitized HTML, and the original would cross the process boundary for nothing.
+    """
+    parsed = dataclasses.replace(parse_message(raw), html="")
     if blob_root is None:
         return ParseOutcome(parsed)
     attachments = [

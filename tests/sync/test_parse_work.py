@@ -92,6 +92,16 @@ def test_parse_and_store_message_without_attachments(tmp_path: Path) -> None:
     ]
 
 
+def test_parse_and_store_leaves_out_the_unsanitized_html(tmp_path: Path) -> None:
+    raw = message(body="Plain.\n", html='<p onclick="x()">Rich <b>text</b></p>')
+    outcome = parse_and_store(raw, str(tmp_path))
+    full = parse_message(raw)
+    assert full.html and outcome.parsed.html == ""
+    assert outcome.parsed == dataclasses.replace(full, html="")
+    sanitized = outcome.parsed.sanitized_html
+    assert "Rich" in sanitized and "onclick" not in sanitized
+
+
 def test_parse_pool_child_stores_blobs(tmp_path: Path) -> None:
     """Through a real ``sync.parse_server`` child: the same outcomes, blobs on disk."""
     raws = [with_attachments(), message(attachment=PDF), message(body="plain\n")]
