@@ -33,6 +33,7 @@ from sync.folder_sync import FolderSync, PassContext, PassStats, Progress
 from sync.imap.connection import IMAP_METHODS, imap_session
 from sync.imap.session import FolderUnavailable, prepare_session
 from sync.lease import Lease, LeaseBusy, mailbox_lease, request_sync, requests_seen
+from sync.search_vectors import SearchVectors
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,7 @@ def sync_pass(
         ).exists()
     )
     status.record_started(mailbox, initial=initial)
-    with imap_session(mailbox) as client:
+    with imap_session(mailbox) as client, SearchVectors() as search_vectors:
         capabilities = prepare_session(client)
         folders = refresh_folders(mailbox, client, capabilities)
         ctx = PassContext(
@@ -152,6 +153,7 @@ def sync_pass(
             client=client,
             capabilities=capabilities,
             lease=lease,
+            search_vectors=search_vectors,
             deadline=deadline,
             progress=progress,
         )
