@@ -39,13 +39,12 @@ def _instrument() -> dict[str, float]:
     """Wrap the engine's stages with timers (wall time, including what they call)."""
     import functools
 
-    from sync import folder_sync, ingest
-    from sync.imap import fetch
+    from sync import folder_sync, ingest, parse_pool
 
     timers: dict[str, float] = {}
 
-    def timed(module: object, name: str, label: str) -> None:
-        original = getattr(module, name)
+    def timed(owner: object, name: str, label: str) -> None:
+        original = getattr(owner, name)
 
         @functools.wraps(original)
         def wrapper(*args: object, **kwargs: object) -> object:
@@ -55,14 +54,13 @@ def _instrument() -> dict[str, float]:
             finally:
                 timers[label] = timers.get(label, 0.0) + time.perf_counter() - started
 
-        setattr(module, name, wrapper)
+        setattr(owner, name, wrapper)
 
-    timed(folder_sync, "uid_fetch", "imap fetch (incl. parse)")
-    timed(folder_sync, "prepare_batch", "prepare (blobs + MIME)")
+    timed(folder_sync, "uid_fetch", "imap fetch (fetching thread)")
+    timed(parse_pool.ParseJob, "result", "waiting for the parse processes")
+    timed(folder_sync, "prepare_batch", "prepare (rows, blobs made durable)")
     timed(folder_sync, "store_batch", "store (threading + SQL)")
-    timed(ingest, "parse_message", "  of which parse_message")
-    timed(ingest, "put_blob", "  of which put_blob")
-    del fetch
+    timed(ingest, "insert_new", "  of which inserting messages")
     return timers
 
 
