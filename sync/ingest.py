@@ -330,8 +330,9 @@ def _prepare(
     if outcome is None:
         outcome = parse_and_store(item.raw, None)
     parsed = outcome.parsed
-    raw_sha256 = _blob(outcome.raw_sha256, item.raw)
-    attachment_blobs = [_blob(a.sha256, a.payload) for a in parsed.attachments]
+    durable = outcome.blobs_durable
+    raw_sha256 = _blob(outcome.raw_sha256, item.raw, durable=durable)
+    attachment_blobs = [_blob(a.sha256, a.payload, durable=durable) for a in parsed.attachments]
     received_at = item.state.received_at or parsed.date or timezone.now()
     participants = {parsed.from_address, *(address for _, address in parsed.to + parsed.cc)}
     return _Prepared(
@@ -345,11 +346,13 @@ def _prepare(
     )
 
 
-def _blob(stored_sha256: str, data: bytes) -> str:
-    """The blob of ``data``: stored now, or by a parse process (then synced with the batch)."""
+def _blob(stored_sha256: str, data: bytes, *, durable: bool) -> str:
+    """The blob of ``data``: stored now, or by a parse process (then synced with the batch,
+    unless the parse pool made it durable already)."""
     if not stored_sha256:
         return put_blob(data)
-    blob_written_elsewhere(stored_sha256)
+    if not durable:
+        blob_written_elsewhere(stored_sha256)
     return stored_sha256
 
 
