@@ -5,7 +5,9 @@ One run does everything (see bench/README.md):
 
 1. generate the corpus (``bench/corpus.py``; cached under ``bench/.cache``) and APPEND it to the
    INBOX of a fresh local Dovecot (the test stand-in from ``tests/fakes``, implicit TLS);
-2. then ``--rounds`` times (default 3), one after the other on the same server:
+2. then ``--rounds`` times (default 3), one after the other on the same server, each round
+   starting by deleting what the previous one stored (Maildir, blob store, database) and
+   waiting for the filesystem to settle:
    a. mbsync pulls INBOX into an empty Maildir (initial), then runs five more times with
       nothing to do (resync);
    b. Mailweb: a fresh PostgreSQL database and blob store, the mailbox added as a password IMAP
@@ -282,7 +284,8 @@ _DOVECOT = ("dovecot", "imap", "imap-login", "auth", "anvil", "log", "config", "
 
 
 class CpuMeter:
-    """CPU time (user + system) by role: the worker, its parse processes, PostgreSQL, Dovecot.
+    """CPU time (user + system, and system alone) by role: the worker, its parse processes,
+    PostgreSQL, Dovecot.
 
     Processes come and go (an IMAP session, a database connection), so /proc is sampled often
     and each process counts with the last value seen; run the benchmark on an otherwise idle
@@ -291,11 +294,12 @@ class CpuMeter:
 
     def __init__(self, worker_pid: int) -> None:
         self.worker_pid = worker_pid
-        self.start: dict[int, tuple[str, float]] = self._read()
-        self.last: dict[int, tuple[str, float]] = dict(self.start)
+        self.start: dict[int, tuple[str, float, float]] = self._read()
+        self.last: dict[int, tuple[str, float, float]] = dict(self.start)
 
-    def _read(self) -> dict[int, tuple[str, float]]:
-        seen: dict[int, tuple[str, float]] = {}
+    def _read(self) -> dict[int, tuple[str, float, float]]:
+        """pid -> (role, user + system seconds, system seconds)."""
+        seen: dict[int, tuple[str, float, float]] = {}
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
@@ -306,24 +310,26 @@ class CpuMeter:
             name = raw[raw.index("(") + 1 : raw.rindex(")")]
             fields = raw.rsplit(")", 1)[1].split()
             pid, ppid = int(entry.name), int(fields[1])
-            used = (int(fields[11]) + int(fields[12])) / _TICKS
+            system = int(fields[12]) / _TICKS
+            used = int(fields[11]) / _TICKS + system
             if pid == self.worker_pid:
-                seen[pid] = ("worker", used)
+                seen[pid] = ("worker", used, system)
             elif ppid == self.worker_pid:
-                seen[pid] = ("parse pool", used)
+                seen[pid] = ("parse pool", used, system)
             elif name.startswith("postgres"):
-                seen[pid] = ("postgresql", used)
+                seen[pid] = ("postgresql", used, system)
             elif name.startswith(_DOVECOT):
-                seen[pid] = ("dovecot", used)
+                seen[pid] = ("dovecot", used, system)
         return seen
 
     def sample(self) -> None:
         self.last.update(self._read())
 
-    def totals(self) -> dict[str, float]:
+    def totals(self, *, system_only: bool = False) -> dict[str, float]:
         out = {"worker": 0.0, "parse pool": 0.0, "postgresql": 0.0, "dovecot": 0.0}
-        for pid, (role, used) in self.last.items():
-            out[role] += used - self.start.get(pid, (role, 0.0))[1]
+        for pid, (role, used, system) in self.last.items():
+            _, used_before, system_before = self.start.get(pid, (role, 0.0, 0.0))
+            out[role] += system - system_before if system_only else used - used_before
         return out
 
 
@@ -343,10 +349,16 @@ def children_peak_rss_mb(pid: int) -> float:
 
 
 def bench_mailweb(
-    server: Any, workdir: Path, expected: int, newest: set[str], db_url: str, redis_url: str
+    server: Any,
+    workdir: Path,
+    expected: int,
+    newest: set[str],
+    db_url: str,
+    redis_url: str,
+    code: Path = ROOT,
 ) -> dict[str, Any]:
+    """One Mailweb initial sync and five resyncs; the worker runs the checkout at ``code``."""
     blob_dir = workdir / "blobs"  # the same directory every round (settings are read once)
-    shutil.rmtree(blob_dir, ignore_errors=True)
     env = bench_env(db_url, blob_dir, redis_url=redis_url, ca_path=server.ca_path)
     setup_django(env)
     from accounts.models import MailAccount
@@ -373,7 +385,7 @@ def bench_mailweb(
             "--without-mingle",
             "--without-heartbeat",
         ],
-        cwd=ROOT,
+        cwd=code,
         env=env,
     )
     try:
@@ -415,6 +427,7 @@ def bench_mailweb(
         peak_children = children_peak_rss_mb(worker.pid)
         meter.sample()
         cpu = meter.totals()
+        system_cpu = meter.totals(system_only=True)
 
         resyncs = []
         for _ in range(5):
@@ -439,6 +452,9 @@ def bench_mailweb(
             "parse_pool_peak_rss_mb": peak_children,
             "initial_cpu_seconds": cpu,
             "initial_cpu_ms_per_message": {r: v / expected * 1000 for r, v in cpu.items()},
+            "initial_system_cpu_ms_per_message": {
+                r: v / expected * 1000 for r, v in system_cpu.items()
+            },
             "stored_messages": len(ids),
             "distinct_message_ids": len(set(ids)),
             "conversations": Conversation.objects.filter(mailbox=mailbox).count(),
@@ -477,6 +493,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="mbsync + Mailweb rounds")
     parser.add_argument("--db", default="mailweb_bench", help="database to (re)create")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout of Mailweb (e.g. a git worktree of an older commit) whose sync "
+        "runs in every round too, alternating with this one",
+    )
     args = parser.parse_args()
     base_db = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/12")
@@ -496,27 +518,35 @@ def main() -> None:
         print(f"seeded {count} messages ({size / 1e6:.1f} MB)", flush=True)
         for number in range(args.rounds):
             round_dir = workdir / f"round-{number + 1}"
+            _clear_previous_round(workdir, base_db, args.db)
             round_dir.mkdir()
             mbsync = bench_mbsync(round_dir, server)
             print(f"round {number + 1}: mbsync {mbsync['initial_seconds']:.2f}s", flush=True)
-            _drop_connections()
-            recreate_database(base_db, args.db)
-            mailweb = bench_mailweb(
-                server, workdir, count, newest, database_url(base_db, args.db), redis_url
-            )
-            print(f"round {number + 1}: Mailweb {mailweb['initial_seconds']:.2f}s", flush=True)
+            # With a baseline, the two checkouts take turns going first.
+            codes = [("mailweb", ROOT), *([("baseline", args.baseline)] if args.baseline else [])]
+            measured: dict[str, Any] = {"mbsync": mbsync}
+            for label, code in codes if number % 2 == 0 else codes[::-1]:
+                if len(measured) > 1:  # the other checkout ran already in this round
+                    _clear_previous_round(workdir, base_db, args.db, keep_maildir=True)
+                run = bench_mailweb(
+                    server, workdir, count, newest, database_url(base_db, args.db), redis_url, code
+                )
+                print(f"round {number + 1}: {label} {run['initial_seconds']:.2f}s", flush=True)
+                assert run["stored_messages"] == count == run["distinct_message_ids"], run
+                measured[label] = run
             assert mbsync["stored"] == count, mbsync
-            assert mailweb["stored_messages"] == count == mailweb["distinct_message_ids"], mailweb
-            results["rounds"].append(
-                {
-                    "mbsync": mbsync,
-                    "mailweb": mailweb,
-                    "initial_throughput_ratio": mbsync["initial_seconds"]
-                    / mailweb["initial_seconds"],
-                    "resync_time_ratio": mailweb["resync_median_seconds"]
-                    / mbsync["resync_median_seconds"],
-                }
+            mailweb = measured["mailweb"]
+            measured["initial_throughput_ratio"] = (
+                mbsync["initial_seconds"] / mailweb["initial_seconds"]
             )
+            measured["resync_time_ratio"] = (
+                mailweb["resync_median_seconds"] / mbsync["resync_median_seconds"]
+            )
+            if args.baseline:
+                measured["speedup_over_baseline"] = (
+                    measured["baseline"]["initial_seconds"] / mailweb["initial_seconds"]
+                )
+            results["rounds"].append(measured)
     finally:
         server.stop()
         if not args.keep:
@@ -525,11 +555,32 @@ def main() -> None:
     results["summary"] = _summary(results["rounds"], count)
     results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     results["parse_processes"] = os.environ.get("MAILWEB_SYNC_PARSE_PROCESSES") or "default"
+    if args.baseline:
+        results["baseline"] = str(args.baseline)
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (out / f"imap-{stamp}.json").write_text(json.dumps(results, indent=2, default=str))
     print(json.dumps(results["summary"], indent=2, default=str))
+
+
+def _clear_previous_round(
+    workdir: Path, base_db: str, db_name: str, *, keep_maildir: bool = False
+) -> None:
+    """Delete what the previous round stored (both tools' copies) before either runs again.
+
+    Deleting hundreds of megabytes of files costs the filesystem work after the fact (on this
+    machine's ext4, mounted with ``discard``, file creation right after such a delete cost up
+    to ten times more CPU); doing it here, and waiting for it, puts mbsync and Mailweb after
+    the same cleanup, instead of Mailweb right after its own.
+    """
+    for previous in [] if keep_maildir else workdir.glob("round-*"):
+        shutil.rmtree(previous, ignore_errors=True)
+    shutil.rmtree(workdir / "blobs", ignore_errors=True)
+    _drop_connections()
+    recreate_database(base_db, db_name)
+    os.sync()
+    time.sleep(5)
 
 
 def _drop_connections() -> None:
@@ -550,7 +601,19 @@ def _summary(rounds: list[dict[str, Any]], count: int) -> dict[str, Any]:
 
     mbsync = median(r["mbsync"]["initial_seconds"] for r in rounds)
     mailweb = median(r["mailweb"]["initial_seconds"] for r in rounds)
+    baseline = (
+        {
+            "baseline_initial_seconds": [r["baseline"]["initial_seconds"] for r in rounds],
+            "median_baseline_initial_seconds": median(
+                r["baseline"]["initial_seconds"] for r in rounds
+            ),
+            "median_speedup_over_baseline": median(r["speedup_over_baseline"] for r in rounds),
+        }
+        if "baseline" in rounds[0]
+        else {}
+    )
     return {
+        **baseline,
         "rounds": len(rounds),
         "mbsync_initial_seconds": [r["mbsync"]["initial_seconds"] for r in rounds],
         "mailweb_initial_seconds": [r["mailweb"]["initial_seconds"] for r in rounds],
@@ -569,6 +632,10 @@ def _summary(rounds: list[dict[str, Any]], count: int) -> dict[str, Any]:
         "median_cpu_ms_per_message": {
             role: median(r["mailweb"]["initial_cpu_ms_per_message"][role] for r in rounds)
             for role in rounds[0]["mailweb"]["initial_cpu_ms_per_message"]
+        },
+        "median_system_cpu_ms_per_message": {
+            role: median(r["mailweb"]["initial_system_cpu_ms_per_message"][role] for r in rounds)
+            for role in rounds[0]["mailweb"]["initial_system_cpu_ms_per_message"]
         },
         "max_worker_peak_rss_mb": max(r["mailweb"]["worker_peak_rss_mb"] for r in rounds),
         "max_parse_pool_peak_rss_mb": max(r["mailweb"]["parse_pool_peak_rss_mb"] for r in rounds),
