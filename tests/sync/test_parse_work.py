@@ -65,6 +65,15 @@ def assert_not_stored(outcome: ParseOutcome, raw: bytes) -> None:
     assert all(a.payload and not a.sha256 for a in outcome.parsed.attachments)
 
 
+def parse_in_pool(raws: list[bytes], blob_root: str, *, processes: int) -> list[ParseOutcome]:
+    """One job through a real pool of ``sync.parse_server`` children, closed afterwards."""
+    pool = ParsePool(processes)
+    try:
+        return pool.submit(raws, blob_root).result()
+    finally:
+        pool.close()
+
+
 def files_under(path: Path) -> list[Path]:
     return [p for p in path.rglob("*") if p.is_file()]
 
@@ -111,11 +120,7 @@ def test_parse_pool_child_stores_blobs(tmp_path: Path) -> None:
     """Through a real ``sync.parse_server`` child: the same outcomes, blobs on disk."""
     raws = [with_attachments(), message(attachment=PDF), message(body="plain\n")]
     root = tmp_path / "pool-root"
-    pool = ParsePool(1)
-    try:
-        outcomes = pool.submit(raws, str(root)).result()
-    finally:
-        pool.close()
+    outcomes = parse_in_pool(raws, str(root), processes=1)
     assert len(outcomes) == len(raws)
     for outcome, raw in zip(outcomes, raws, strict=True):
         assert_stored(outcome, raw, root)
@@ -130,11 +135,7 @@ def test_parse_pool_syncs_a_finished_jobs_blobs_once(
     )
     raws = [with_attachments(), message(attachment=PDF), *(message() for _ in range(20))]
     root = tmp_path / "pool-root"
-    pool = ParsePool(2)
-    try:
-        outcomes = pool.submit(raws, str(root)).result()
-    finally:
-        pool.close()
+    outcomes = parse_in_pool(raws, str(root), processes=2)
     assert all(outcome.blobs_durable for outcome in outcomes)
     [(synced_root, paths)] = synced  # one sync for the job, after every slice was stored
     assert synced_root == str(root)
@@ -149,11 +150,7 @@ def test_parse_pool_sync_failure_leaves_the_blobs_to_the_engine(
 
     monkeypatch.setattr(parse_pool_module, "make_durable", failing)
     raws = [with_attachments(), message()]
-    pool = ParsePool(1)
-    try:
-        outcomes = pool.submit(raws, str(tmp_path)).result()
-    finally:
-        pool.close()
+    outcomes = parse_in_pool(raws, str(tmp_path), processes=1)
     assert [o.blobs_durable for o in outcomes] == [False, False]
     assert all(o.raw_sha256 for o in outcomes)
     assert "could not sync parsed blobs" in caplog.text
@@ -170,11 +167,7 @@ def test_parse_pool_failed_child_parses_in_process_without_storing(
 
     monkeypatch.setattr(parse_pool_module, "_Child", BrokenChild)
     raws = [with_attachments(), message()]
-    pool = ParsePool(1)
-    try:
-        outcomes = pool.submit(raws, str(tmp_path)).result()
-    finally:
-        pool.close()
+    outcomes = parse_in_pool(raws, str(tmp_path), processes=1)
     for outcome, raw in zip(outcomes, raws, strict=True):
         assert_not_stored(outcome, raw)
     assert files_under(tmp_path) == []
