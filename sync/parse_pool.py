@@ -73,8 +73,10 @@ class ParseJob:
             self._remaining -= len(parsed)
             finished = self._remaining <= 0
         if finished:
-            self._make_blobs_durable()
-            self._done.set()
+            try:
+                self._make_blobs_durable()
+            finally:  # whatever happens, the engine waiting for this job must not hang
+                self._done.set()
 
     def _make_blobs_durable(self) -> None:
         """Sync the blobs the children stored for this job, and mark their outcomes so."""
@@ -89,7 +91,7 @@ class ParseJob:
         paths = [os.path.join(self._blob_root, blob_name(sha256)) for sha256 in digests]
         try:
             make_durable(self._blob_root, paths)
-        except OSError as exc:  # the engine syncs them itself before it commits
+        except Exception as exc:  # the engine syncs them itself before it commits
             log.warning("could not sync parsed blobs (%s); left to the engine", exc)
             return
         self._results = [

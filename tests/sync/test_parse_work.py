@@ -142,11 +142,15 @@ def test_parse_pool_syncs_a_finished_jobs_blobs_once(
     assert sorted(paths) == sorted(str(path) for path in files_under(root))
 
 
+@pytest.mark.parametrize("error", [OSError(5, "Input/output error"), RuntimeError("bug")])
 def test_parse_pool_sync_failure_leaves_the_blobs_to_the_engine(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    error: Exception,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     def failing(root: str, paths: list[str]) -> None:
-        raise OSError(5, "Input/output error")
+        raise error
 
     monkeypatch.setattr(parse_pool_module, "make_durable", failing)
     raws = [with_attachments(), message()]
