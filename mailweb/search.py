@@ -6,9 +6,9 @@ Query language (what people type in the search box)::
     is:open  is:closed  is:pending  is:snoozed  assignee:me  assignee:none  label:vip
 
 Free words and quoted phrases match subject, addresses and body. On PostgreSQL they use the
-``search_vector`` column (``mailweb_search_vector()``, migrations 0002 and 0007) with
-``websearch_to_tsquery`` and results are ranked by ``ts_rank``; on SQLite (the no-server
-default) a LIKE search stands in, ordered by recency.
+generated ``search_vector`` column (migration 0002) with ``websearch_to_tsquery`` and results
+are ranked by ``ts_rank``; on SQLite (the no-server default) a LIKE search stands in, ordered
+by recency.
 """
 
 import json
@@ -219,7 +219,7 @@ def _address_query(parsed: ParsedQuery) -> SearchQuery | None:
 
 
 class MessageSearchVector(Expression):
-    """The ``mailweb_message.search_vector`` column, which is not a model field.
+    """The generated ``mailweb_message.search_vector`` column, which is not a model field.
 
     Compiled against whatever alias the message table has in the query being built, so it
     also works inside subqueries (where Django renames tables to U0, U1, ...).

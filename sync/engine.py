@@ -33,7 +33,6 @@ from sync.folder_sync import FolderSync, PassContext, PassStats, Progress
 from sync.imap.connection import IMAP_METHODS, imap_session
 from sync.imap.session import FolderUnavailable, prepare_session
 from sync.lease import Lease, LeaseBusy, mailbox_lease, request_sync, requests_seen
-from sync.search_vectors import SearchVectors
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +144,7 @@ def sync_pass(
         ).exists()
     )
     status.record_started(mailbox, initial=initial)
-    with imap_session(mailbox) as client, SearchVectors() as search_vectors:
+    with imap_session(mailbox) as client:
         capabilities = prepare_session(client)
         folders = refresh_folders(mailbox, client, capabilities)
         ctx = PassContext(
@@ -153,7 +152,6 @@ def sync_pass(
             client=client,
             capabilities=capabilities,
             lease=lease,
-            search_vectors=search_vectors,
             deadline=deadline,
             progress=progress,
         )

@@ -39,18 +39,10 @@ from sync.imap.fetch import (
     uid_fetch,
 )
 from sync.imap.session import Capabilities, FolderStatus, select
-from sync.ingest import (
-    IncomingMessage,
-    ProviderKey,
-    ServerState,
-    prepare_batch,
-    search_document,
-    store_batch,
-)
+from sync.ingest import IncomingMessage, ProviderKey, ServerState, prepare_batch, store_batch
 from sync.lease import Lease
 from sync.parse_pool import ParseJob, parse_many
 from sync.parse_work import ParseOutcome
-from sync.search_vectors import SearchVectors
 from sync.store import apply_flags, remove_messages
 
 log = logging.getLogger(__name__)
@@ -104,7 +96,6 @@ class PassContext:
     client: IMAPClient
     capabilities: Capabilities
     lease: Lease
-    search_vectors: SearchVectors  # one second connection for the pass, made when first needed
     deadline: float | None = None  # time.monotonic() value; None = no limit
     progress: Callable[[Progress], None] | None = None
     stats: PassStats = field(default_factory=PassStats)
@@ -424,10 +415,9 @@ class FolderSync:
         """Fetch, parse and commit batches in order, the three overlapping.
 
         Batches are fetched on a thread of their own (``sync.fetch_ahead``) and parsed in the
-        parse pool while this thread commits the ones before them; a batch's search vectors are
-        computed on a second connection while this one threads it (``sync.search_vectors``).
-        Commits, and so cursor moves, happen strictly in order here. Stops early after
-        ``max_batches`` or when the pass is out of time; returns the number of batches committed.
+        parse pool while this thread commits the ones before them; commits, and so cursor
+        moves, happen strictly in order here. Stops early after ``max_batches`` or when the
+        pass is out of time; returns the number of batches committed.
         """
 
         def fetched() -> Iterator[_Fetched]:
@@ -457,7 +447,6 @@ class FolderSync:
         """Store a batch and move the cursor over it in one transaction."""
         folder = self.folder
         parsed = job.result() if isinstance(job, ParseJob) else job
-        vectors = self.ctx.search_vectors.submit([search_document(o.parsed) for o in parsed])
         items = [
             IncomingMessage(
                 raw=message.body or b"",
@@ -469,7 +458,7 @@ class FolderSync:
         prepared = prepare_batch(self.ctx.mailbox, items, parsed)
         with transaction.atomic():
             self.ctx.lease.check()
-            results = store_batch(prepared, reopen=reopen, search_vectors=vectors)
+            results = store_batch(prepared, reopen=reopen)
             created = sum(1 for _, was_created in results if was_created)
             self._save_cursor(synced_delta=created, **cursor)
         self.ctx.stats.new += created

@@ -8,19 +8,17 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from accounts.models import MailAccount
 from mailweb.blobs import get_blob
 from mailweb.models import Conversation, Folder, Message, Note
-from sync import folder_sync, search_vectors
+from sync import folder_sync
 from sync.engine import run_sync
 from sync.folder_sync import Progress
 from sync.models import RemovedMessage
-from sync.search_vectors import SearchDocument
 from tests.fakes.dovecot import DovecotServer
-from tests.sync.conftest import ImapAccount, stale_search_vectors
+from tests.sync.conftest import ImapAccount
 from tests.sync.mail import MALFORMED, message, new_id, thread
 
 pytestmark = pytest.mark.dovecot
@@ -56,17 +54,9 @@ def message_by_id(account: ImapAccount, message_id: str) -> Message:
 
 
 def test_initial_sync_is_complete_exact_and_newest_first(
-    account: ImapAccount, settings: Any, monkeypatch: pytest.MonkeyPatch
+    account: ImapAccount, settings: Any
 ) -> None:
     settings.MAILWEB_SYNC_BATCH_SIZE = 4
-    computed: list[int] = []
-    compute = search_vectors._compute
-
-    def counted_compute(documents: list[SearchDocument]) -> list[str]:
-        computed.append(len(documents))
-        return compute(documents)
-
-    monkeypatch.setattr(search_vectors, "_compute", counted_compute)
     conversation = thread(5, "Order 77")
     for raw in conversation[:4]:
         account.append(raw)
@@ -107,10 +97,6 @@ def test_initial_sync_is_complete_exact_and_newest_first(
     mailbox = account.refresh()
     assert mailbox.status == MailAccount.Status.ACTIVE and mailbox.last_error == ""
     assert mailbox.last_sync_at is not None
-    if connection.vendor == "postgresql":
-        # Every batch's search vectors came from the second connection, and are the trigger's.
-        assert sum(computed) == 22
-        assert stale_search_vectors(account.mailbox) == 0
 
 
 def test_folder_roles_and_folders_to_sync(account: ImapAccount) -> None:
