@@ -17,6 +17,7 @@ from accounts import vault
 from accounts.models import MailAccount, MailboxAccess, User
 from mailweb.celery import app as celery_app
 from mailweb.models import Conversation, OutgoingMessage
+from mailweb.views import inbox as inbox_views
 from tests.browser.conftest import Watch, sign_in_cookie, tripped
 from tests.fakes.ca import TestCA
 from tests.fakes.idp import FakeIdentityProvider
@@ -223,3 +224,45 @@ def test_narrow_screen_shows_one_column(
     box = tab.locator("#reading-pane").bounding_box()
     assert box is not None and box["width"] <= 420
     context.close()
+
+
+def test_action_during_a_list_refresh_still_refreshes_the_list(
+    page: Any, live_server: Any, team: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An action's "inbox-changed" while a slow list refresh is in flight is not lost.
+
+    The refresh reads the list, then takes a second to answer; the conversation is closed
+    meanwhile. Without ``hx-sync="this:replace"`` the stale answer replaced the list element
+    and the queued refresh went with it, so the closed conversation stayed until the next
+    15-second poll.
+    """
+    conversation: Conversation = team["conversation"]
+    sign_in_cookie(page, live_server, team["me"])
+    page.goto(f"{live_server.url}/c/{conversation.pk}/")
+    row = page.locator(f'.conv-row[data-conversation="{conversation.pk}"]')
+    row.wait_for()
+
+    read_list = inbox_views.inbox_page
+    answering: list[int] = []
+
+    def slow_answer(*args: Any, **kwargs: Any) -> Any:
+        answering.append(1)
+        try:
+            listed = read_list(*args, **kwargs)
+            time.sleep(1.0)
+            return listed
+        finally:
+            answering.pop()
+
+    monkeypatch.setattr(inbox_views, "inbox_page", slow_answer)
+    with page.expect_request(re.compile(r"/live/inbox")):
+        page.evaluate("htmx.trigger(document.body, 'inbox-changed')")
+    page.locator("body").press("e")
+    page.locator("#conv-status", has_text="Closed").wait_for()
+    row.wait_for(state="detached", timeout=8000)
+    # The aborted refresh is still answering in the live server: let it finish before the
+    # test database is flushed.
+    page.goto("about:blank")
+    deadline = time.monotonic() + 5
+    while answering and time.monotonic() < deadline:
+        time.sleep(0.05)
