@@ -283,9 +283,8 @@ def _prepare(
     if outcome is None:
         outcome = parse_and_store(item.raw, None)
     parsed = outcome.parsed
-    durable = outcome.blobs_durable
-    raw_sha256 = _blob(outcome.raw_sha256, item.raw, durable=durable)
-    attachment_blobs = [_blob(a.sha256, a.payload, durable=durable) for a in parsed.attachments]
+    raw_sha256 = _blob(outcome.raw_sha256, item.raw)
+    attachment_blobs = [_blob(a.sha256, a.payload) for a in parsed.attachments]
     received_at = item.state.received_at or parsed.date or timezone.now()
     participants = {parsed.from_address, *(address for _, address in parsed.to + parsed.cc)}
     return _Prepared(
@@ -299,13 +298,11 @@ def _prepare(
     )
 
 
-def _blob(stored_sha256: str, data: bytes, *, durable: bool) -> str:
-    """The blob of ``data``: stored now, or by a parse process (then synced with the batch,
-    unless the parse pool made it durable already)."""
+def _blob(stored_sha256: str, data: bytes) -> str:
+    """The blob of ``data``: stored now, or by a parse process (then synced with the batch)."""
     if not stored_sha256:
         return put_blob(data)
-    if not durable:
-        blob_written_elsewhere(stored_sha256)
+    blob_written_elsewhere(stored_sha256)
     return stored_sha256
 
 

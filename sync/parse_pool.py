@@ -10,19 +10,12 @@ one. Results are ``sync.parse_work.ParseOutcome`` values: exactly what
 local. If a child fails, the slice is parsed in-process instead (and its blobs are left to the
 caller), so a pool problem never loses a message.
 
-When a job's last slice is in, the pool thread that received it makes the job's blobs durable
-(one ``syncfs``) before the job counts as finished: the sync engine must not commit rows naming
-blobs that are not on disk, and this way the wait falls on the pool, while the engine commits
-the previous batch, not on the engine's commit path. If that sync fails, the outcomes say so
-(``blobs_durable`` stays False) and the engine syncs them itself.
-
 ``MAILWEB_SYNC_PARSE_PROCESSES`` sets the number of children (0 parses in-process).
 """
 
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import logging
 import os
 import pickle
@@ -36,8 +29,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from mailweb.blobs import blob_name, local_blob_root
-from mailweb.storage import make_durable
+from mailweb.blobs import local_blob_root
 from sync.parse_work import ParseOutcome, parse_and_store
 
 log = logging.getLogger(__name__)
@@ -58,10 +50,9 @@ __all__ = ["ParseJob", "ParsePool", "parse_pool"]
 class ParseJob:
     """The pending result of ``ParsePool.submit``."""
 
-    def __init__(self, count: int, blob_root: str | None = None) -> None:
+    def __init__(self, count: int) -> None:
         self._results: list[ParseOutcome | None] = [None] * count
         self._remaining = count
-        self._blob_root = blob_root
         self._lock = threading.Lock()
         self._done = threading.Event()
         if count == 0:
@@ -71,33 +62,8 @@ class ParseJob:
         with self._lock:
             self._results[start : start + len(parsed)] = parsed
             self._remaining -= len(parsed)
-            finished = self._remaining <= 0
-        if finished:
-            try:
-                self._make_blobs_durable()
-            finally:  # whatever happens, the engine waiting for this job must not hang
+            if self._remaining <= 0:
                 self._done.set()
-
-    def _make_blobs_durable(self) -> None:
-        """Sync the blobs the children stored for this job, and mark their outcomes so."""
-        stored = [o for o in self._results if o is not None and o.raw_sha256]
-        if self._blob_root is None or not stored:
-            return
-        digests = dict.fromkeys(
-            sha256
-            for outcome in stored
-            for sha256 in [outcome.raw_sha256, *(a.sha256 for a in outcome.parsed.attachments)]
-        )
-        paths = [os.path.join(self._blob_root, blob_name(sha256)) for sha256 in digests]
-        try:
-            make_durable(self._blob_root, paths)
-        except Exception as exc:  # the engine syncs them itself before it commits
-            log.warning("could not sync parsed blobs (%s); left to the engine", exc)
-            return
-        self._results = [
-            dataclasses.replace(o, blobs_durable=True) if o is not None and o.raw_sha256 else o
-            for o in self._results
-        ]
 
     def result(self) -> list[ParseOutcome]:
         self._done.wait()
@@ -164,7 +130,7 @@ class ParsePool:
 
         With ``blob_root`` (the local blob storage's directory) the children store the blobs.
         """
-        job = ParseJob(len(raws), blob_root)
+        job = ParseJob(len(raws))
         for start in range(0, len(raws), SLICE):
             self._tasks.put((job, start, blob_root, list(raws[start : start + SLICE])))
         return job

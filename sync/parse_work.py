@@ -22,13 +22,11 @@ __all__ = ["ParseOutcome", "parse_and_store"]
 class ParseOutcome:
     """``parse_message``'s result, and the raw bytes' blob when it is already stored.
 
-    A stored attachment has its ``sha256`` set and an empty ``payload``. ``blobs_durable``: the
-    stored blobs are on disk already (``sync.parse_pool`` syncs a finished job's blobs).
+    A stored attachment has its ``sha256`` set and an empty ``payload``.
     """
 
     parsed: ParsedMessage
     raw_sha256: str = ""
-    blobs_durable: bool = False
 
 
 def parse_and_store(raw: bytes, blob_root: str | None) -> ParseOutcome:

@@ -25,6 +25,24 @@ from tests.fakes.fixtures import *  # noqa: F403  (identity provider, Dovecot, t
 ROOT = Path(__file__).resolve().parent.parent
 
 
+DurableCalls = list[tuple[str, list[str]]]
+
+
+@pytest.fixture
+def durable_calls(monkeypatch: pytest.MonkeyPatch) -> DurableCalls:
+    """Record ``mailweb.storage.make_durable(root, paths)`` calls instead of syncing.
+
+    Durability cannot be observed without pulling the plug; the files are still written.
+    """
+    from mailweb import storage
+
+    calls: DurableCalls = []
+    monkeypatch.setattr(
+        storage, "make_durable", lambda root, paths: calls.append((root, list(paths)))
+    )
+    return calls
+
+
 @pytest.fixture(autouse=True)
 def _blob_dir(tmp_path: Path, settings: Any) -> None:
     """Each test stores blobs in its own directory."""

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from mailweb import storage as storage_module
 from mailweb.blobs import (
     blob_name,
     blob_written_elsewhere,
@@ -18,6 +17,7 @@ from mailweb.blobs import (
     put_blob,
     store_local_blob,
 )
+from tests.conftest import DurableCalls
 
 pytestmark = pytest.mark.smoke
 
@@ -74,20 +74,16 @@ def test_store_local_blob_writes_content_addressed_file(tmp_path: Path) -> None:
 
 
 def test_blobs_written_elsewhere_join_the_durable_block(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, durable_calls: DurableCalls
 ) -> None:
-    calls: list[tuple[str, list[str]]] = []
-    monkeypatch.setattr(
-        storage_module, "make_durable", lambda root, paths: calls.append((root, list(paths)))
-    )
     root = local_blob_root()
     assert root is not None and root == str(tmp_path / "blobs")
     with durable_blobs():
         elsewhere = store_local_blob(root, b"written by a parse process")
         blob_written_elsewhere(elsewhere)
         here = put_blob(b"written here")
-        assert calls == []
-    assert calls == [
+        assert durable_calls == []
+    assert durable_calls == [
         (root, [os.path.join(root, blob_name(elsewhere)), os.path.join(root, blob_name(here))])
     ]
     assert get_blob(elsewhere) == b"written by a parse process"

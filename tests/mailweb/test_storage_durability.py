@@ -16,25 +16,14 @@ from django.core.files.base import ContentFile
 
 from mailweb import storage as storage_module
 from mailweb.storage import AtomicFileSystemStorage, make_durable, write_atomic
+from tests.conftest import DurableCalls
 
 pytestmark = pytest.mark.smoke
-
-DurableCalls = list[tuple[str, list[str]]]
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> AtomicFileSystemStorage:
     return AtomicFileSystemStorage(location=tmp_path / "store")
-
-
-@pytest.fixture
-def durable_calls(monkeypatch: pytest.MonkeyPatch) -> DurableCalls:
-    """Record ``make_durable(root, paths)`` calls instead of syncing."""
-    calls: DurableCalls = []
-    monkeypatch.setattr(
-        storage_module, "make_durable", lambda root, paths: calls.append((root, list(paths)))
-    )
-    return calls
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from accounts.models import MailAccount
-from mailweb import storage as storage_module
 from mailweb.blobs import local_blob_root
 from mailweb.models import Folder
 from sync import parse_pool as parse_pool_module
@@ -23,6 +22,7 @@ from sync.ingest import IncomingMessage, ProviderKey, prepare_batch
 from sync.mime import ParsedMessage, parse_message
 from sync.parse_pool import INLINE_BELOW, ParsePool, parse_many
 from sync.parse_work import ParseOutcome, parse_and_store
+from tests.conftest import DurableCalls
 from tests.sync.mail import message
 
 PDF = b"%PDF-1.4 quarterly report \x00\x01\x02" * 50
@@ -47,7 +47,7 @@ def blob_bytes(root: Path, sha256: str) -> bytes:
 
 def assert_stored(outcome: ParseOutcome, raw: bytes, root: Path) -> None:
     """Blobs on disk, attachments without payloads, and otherwise exactly parse_message's result."""
-    expected = dataclasses.replace(parse_message(raw), html="")
+    expected = parse_message(raw)
     assert outcome.raw_sha256 == hashlib.sha256(raw).hexdigest()
     assert blob_bytes(root, outcome.raw_sha256) == raw
     assert len(outcome.parsed.attachments) == len(expected.attachments)
@@ -61,7 +61,7 @@ def assert_stored(outcome: ParseOutcome, raw: bytes, root: Path) -> None:
 
 def assert_not_stored(outcome: ParseOutcome, raw: bytes) -> None:
     assert outcome.raw_sha256 == ""
-    assert outcome.parsed == dataclasses.replace(parse_message(raw), html="")
+    assert outcome.parsed == parse_message(raw)
     assert all(a.payload and not a.sha256 for a in outcome.parsed.attachments)
 
 
@@ -126,40 +126,6 @@ def test_parse_pool_child_stores_blobs(tmp_path: Path) -> None:
         assert_stored(outcome, raw, root)
 
 
-def test_parse_pool_syncs_a_finished_jobs_blobs_once(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    synced: list[tuple[str, list[str]]] = []
-    monkeypatch.setattr(
-        parse_pool_module, "make_durable", lambda root, paths: synced.append((root, list(paths)))
-    )
-    raws = [with_attachments(), message(attachment=PDF), *(message() for _ in range(20))]
-    root = tmp_path / "pool-root"
-    outcomes = parse_in_pool(raws, str(root), processes=2)
-    assert all(outcome.blobs_durable for outcome in outcomes)
-    [(synced_root, paths)] = synced  # one sync for the job, after every slice was stored
-    assert synced_root == str(root)
-    assert sorted(paths) == sorted(str(path) for path in files_under(root))
-
-
-@pytest.mark.parametrize("error", [OSError(5, "Input/output error"), RuntimeError("bug")])
-def test_parse_pool_sync_failure_leaves_the_blobs_to_the_engine(
-    error: Exception,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    def failing(root: str, paths: list[str]) -> None:
-        raise error
-
-    monkeypatch.setattr(parse_pool_module, "make_durable", failing)
-    raws = [with_attachments(), message()]
-    outcomes = parse_in_pool(raws, str(tmp_path), processes=1)
-    assert [o.blobs_durable for o in outcomes] == [False, False]
-    assert all(o.raw_sha256 for o in outcomes)
-    assert "could not sync parsed blobs" in caplog.text
-
-
 def test_parse_pool_failed_child_parses_in_process_without_storing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -202,21 +168,16 @@ def test_parse_processes_run_at_a_lower_priority() -> None:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("durable", [True, False])
-def test_prepare_batch_syncs_only_blobs_not_yet_durable(
-    durable: bool, monkeypatch: pytest.MonkeyPatch
+def test_prepare_batch_makes_the_parse_processes_blobs_durable_at_once(
+    durable_calls: DurableCalls,
 ) -> None:
-    """The engine's own sync before its commit covers exactly what the pool did not sync."""
-    synced: list[list[str]] = []
-    monkeypatch.setattr(storage_module, "make_durable", lambda root, paths: synced.append(paths))
+    """One sync for the batch, covering the raw messages and attachments a child stored."""
     root = local_blob_root()
     assert root is not None
     mailbox = MailAccount.objects.create(address="durable@example.com", method="imap_password")
     inbox = Folder.objects.create(mailbox=mailbox, name="INBOX", role="inbox", uidvalidity=1)
     raws = [with_attachments(), message()]
-    outcomes = [
-        dataclasses.replace(parse_and_store(raw, root), blobs_durable=durable) for raw in raws
-    ]
+    outcomes = [parse_and_store(raw, root) for raw in raws]
     items = [
         IncomingMessage(raw=raw, key=ProviderKey(folder=inbox, uidvalidity=1, uid=n + 1))
         for n, raw in enumerate(raws)
@@ -224,9 +185,6 @@ def test_prepare_batch_syncs_only_blobs_not_yet_durable(
 
     prepare_batch(mailbox, items, outcomes)
 
-    nonempty = [paths for paths in synced if paths]  # make_durable(root, []) syncs nothing
-    if durable:
-        assert nonempty == []
-    else:
-        [paths] = nonempty
-        assert len(paths) == 4  # two raw messages and two attachments
+    [(synced_root, paths)] = [call for call in durable_calls if call[1]]
+    assert synced_root == root
+    assert len(paths) == 4  # two raw messages and two attachments
