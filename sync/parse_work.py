@@ -35,9 +35,9 @@ def parse_and_store(raw: bytes, blob_root: str | None) -> ParseOutcome:
     The outcome leaves out the unsanitized HTML (``parsed.html`` is ""): the store keeps only the
     sanitized HTML, and the original would cross the process boundary for nothing.
     """
-    parsed = dataclasses.replace(parse_message(raw), html="")
+    parsed = parse_message(raw)
     if blob_root is None:
-        return ParseOutcome(parsed)
+        return ParseOutcome(dataclasses.replace(parsed, html=""))
     attachments = [
         dataclasses.replace(
             attachment, sha256=store_local_blob(blob_root, attachment.payload), payload=b""
@@ -45,6 +45,6 @@ def parse_and_store(raw: bytes, blob_root: str | None) -> ParseOutcome:
         for attachment in parsed.attachments
     ]
     return ParseOutcome(
-        dataclasses.replace(parsed, attachments=attachments),
+        dataclasses.replace(parsed, html="", attachments=attachments),
         raw_sha256=store_local_blob(blob_root, raw),
     )
