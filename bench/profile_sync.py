@@ -86,14 +86,18 @@ def main() -> None:
         mailbox = add_bench_mailbox(server)
         timers = _instrument()
         profiler = cProfile.Profile()
+        cpu_before = time.process_time()
         started = time.perf_counter()
         if args.no_profile:
             report = run_sync(mailbox.pk, raise_errors=True)
         else:
             report = profiler.runcall(run_sync, mailbox.pk, raise_errors=True)
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_before
         print(report)
         print(f"{args.messages} messages in {elapsed:.1f}s ({args.messages / elapsed:.0f}/s)")
+        per_message = cpu / args.messages * 1000
+        print(f"CPU of this process (both threads): {cpu:.1f}s, {per_message:.2f} ms/msg")
         resyncs = []
         for _ in range(5):
             started = time.perf_counter()
