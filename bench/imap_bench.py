@@ -493,7 +493,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=3, help="mbsync + Mailweb rounds")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="mbsync + Mailweb rounds (even: each goes first equally often)",
+    )
     parser.add_argument("--db", default="mailweb_bench", help="database to (re)create")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument(
@@ -523,20 +528,34 @@ def main() -> None:
             round_dir = workdir / f"round-{number + 1}"
             _clear_previous_round(workdir, base_db, args.db)
             round_dir.mkdir()
-            mbsync = bench_mbsync(round_dir, server)
-            print(f"round {number + 1}: mbsync {mbsync['initial_seconds']:.2f}s", flush=True)
-            # With a baseline, the two checkouts take turns going first.
-            codes = [("mailweb", ROOT), *([("baseline", args.baseline)] if args.baseline else [])]
-            measured: dict[str, Any] = {"mbsync": mbsync}
-            for label, code in codes if number % 2 == 0 else codes[::-1]:
-                if len(measured) > 1:  # the other checkout ran already in this round
+            # Who goes first rotates from round to round (mbsync, this checkout and a baseline):
+            # a run right after the idle wait has been slower than one right after another run.
+            codes = {"mailweb": ROOT, **({"baseline": args.baseline} if args.baseline else {})}
+            order = ["mbsync", *codes]
+            order = order[number % len(order) :] + order[: number % len(order)]
+            measured: dict[str, Any] = {"order": order}
+            for label in order:
+                if label == "mbsync":
+                    measured[label] = bench_mbsync(round_dir, server)
+                    seconds = measured[label]["initial_seconds"]
+                    print(f"round {number + 1}: mbsync {seconds:.2f}s", flush=True)
+                    continue
+                if any(other in measured for other in codes):
+                    # the other checkout ran already in this round: its store goes first
                     _clear_previous_round(workdir, base_db, args.db, keep_maildir=True)
-                run = bench_mailweb(
-                    server, workdir, count, newest, database_url(base_db, args.db), redis_url, code
+                result = bench_mailweb(
+                    server,
+                    workdir,
+                    count,
+                    newest,
+                    database_url(base_db, args.db),
+                    redis_url,
+                    codes[label],
                 )
-                print(f"round {number + 1}: {label} {run['initial_seconds']:.2f}s", flush=True)
-                assert run["stored_messages"] == count == run["distinct_message_ids"], run
-                measured[label] = run
+                print(f"round {number + 1}: {label} {result['initial_seconds']:.2f}s", flush=True)
+                assert result["stored_messages"] == count == result["distinct_message_ids"], result
+                measured[label] = result
+            mbsync = measured["mbsync"]
             assert mbsync["stored"] == count, mbsync
             mailweb = measured["mailweb"]
             measured["initial_throughput_ratio"] = (
