@@ -5,9 +5,9 @@ One run does everything (see bench/README.md):
 
 1. generate the corpus (``bench/corpus.py``; cached under ``bench/.cache``) and APPEND it to the
    INBOX of a fresh local Dovecot (the test stand-in from ``tests/fakes``, implicit TLS);
-2. then ``--rounds`` times (default 3), one after the other on the same server, each round
+2. then ``--rounds`` times (default 4), one after the other on the same server, each round
    starting by deleting what the previous one stored (Maildir, blob store, database) and
-   waiting for the filesystem to settle:
+   waiting for the filesystem to settle, who goes first rotating from round to round:
    a. mbsync pulls INBOX into an empty Maildir (initial), then runs five more times with
       nothing to do (resync);
    b. Mailweb: a fresh PostgreSQL database and blob store, the mailbox added as a password IMAP
@@ -497,7 +497,8 @@ def main() -> None:
         "--rounds",
         type=int,
         default=4,
-        help="mbsync + Mailweb rounds (even: each goes first equally often)",
+        help="rounds of mbsync and Mailweb; a multiple of 2 (3 with --baseline) lets each go "
+        "first equally often",
     )
     parser.add_argument("--db", default="mailweb_bench", help="database to (re)create")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -505,7 +506,7 @@ def main() -> None:
         "--baseline",
         type=Path,
         help="another checkout of Mailweb (e.g. a git worktree of an older commit) whose sync "
-        "runs in every round too, alternating with this one",
+        "runs in every round too, taking turns with this one and mbsync",
     )
     args = parser.parse_args()
     base_db = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -625,6 +626,12 @@ def _summary(rounds: list[dict[str, Any]], count: int) -> dict[str, Any]:
     def median(values: Iterable[float]) -> float:
         return statistics.median(list(values))
 
+    def median_by_role(key: str) -> dict[str, float]:
+        return {
+            role: median(r["mailweb"][key][role] for r in rounds)
+            for role in rounds[0]["mailweb"][key]
+        }
+
     mbsync = median(r["mbsync"]["initial_seconds"] for r in rounds)
     mailweb = median(r["mailweb"]["initial_seconds"] for r in rounds)
     baseline = (
@@ -655,14 +662,8 @@ def _summary(rounds: list[dict[str, Any]], count: int) -> dict[str, Any]:
         "median_newest_50_conversations_seconds": median(
             r["mailweb"]["newest_50_conversations_seconds"] for r in rounds
         ),
-        "median_cpu_ms_per_message": {
-            role: median(r["mailweb"]["initial_cpu_ms_per_message"][role] for r in rounds)
-            for role in rounds[0]["mailweb"]["initial_cpu_ms_per_message"]
-        },
-        "median_system_cpu_ms_per_message": {
-            role: median(r["mailweb"]["initial_system_cpu_ms_per_message"][role] for r in rounds)
-            for role in rounds[0]["mailweb"]["initial_system_cpu_ms_per_message"]
-        },
+        "median_cpu_ms_per_message": median_by_role("initial_cpu_ms_per_message"),
+        "median_system_cpu_ms_per_message": median_by_role("initial_system_cpu_ms_per_message"),
         "max_worker_peak_rss_mb": max(r["mailweb"]["worker_peak_rss_mb"] for r in rounds),
         "max_parse_pool_peak_rss_mb": max(r["mailweb"]["parse_pool_peak_rss_mb"] for r in rounds),
     }

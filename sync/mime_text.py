@@ -17,7 +17,7 @@ _D = TypeVar("_D")
 SURROGATES = re.compile("[\udc80-\udcff]+")
 _ANY_SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+_UNSTORABLE = re.compile(f"{_CONTROL.pattern}|{_ANY_SURROGATE.pattern}")  # either of them
 _CHARSET_ALIASES = {
     "x-unknown": "", "unknown-8bit": "", "unknown": "", "x-user-defined": "cp1252",
     "us-ascii": "ascii", "iso-8859-1": "cp1252", "latin1": "cp1252", "latin-1": "cp1252",
