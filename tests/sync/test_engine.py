@@ -8,6 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import MailAccount
@@ -332,6 +334,27 @@ def test_sync_on_the_default_database(account: ImapAccount, settings: Any) -> No
     assert (report.new, report.removed, report.flags) == (1, 1, 1)
     assert account.stored_uids() == account.server_uids()
     assert Conversation.objects.get(mailbox=account.mailbox, subject="Smoke").message_count == 3
+
+
+def test_batch_commits_do_not_wait_for_the_disk(account: ImapAccount, settings: Any) -> None:
+    """Every batch commits asynchronously, in the transaction that moves its folder's cursor:
+    a PostgreSQL crash can lose a batch only together with its cursor move (fetched again)."""
+    if connection.vendor != "postgresql":
+        pytest.skip("asynchronous commit is PostgreSQL's")
+    settings.MAILWEB_SYNC_BATCH_SIZE = 3
+    for n in range(7):
+        account.append(message(f"Async {n}", message_id=new_id()))
+    with CaptureQueriesContext(connection) as queries:
+        sync_ok(account)
+    statements = [query["sql"] for query in queries.captured_queries]
+    relaxed = [i for i, sql in enumerate(statements) if "synchronous_commit TO OFF" in sql]
+    assert len(relaxed) >= 3  # the Inbox's seven messages in batches of three, at least
+    for start, end in zip(relaxed, [*relaxed[1:], len(statements)], strict=True):
+        transaction_statements = statements[start:end]
+        assert any(
+            sql.startswith('UPDATE "mailweb_folder"') and "lowest_synced_uid" in sql
+            for sql in transaction_statements
+        ), transaction_statements
 
 
 def test_a_pass_out_of_time_still_progresses_and_asks_for_more(
