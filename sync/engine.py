@@ -33,6 +33,7 @@ from sync.folder_sync import FolderSync, PassContext, PassStats, Progress
 from sync.imap.connection import IMAP_METHODS, imap_session
 from sync.imap.session import FolderUnavailable, prepare_session
 from sync.lease import Lease, LeaseBusy, mailbox_lease, request_sync, requests_seen
+from sync.parse_pool import warm_parse_pool
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,8 @@ def sync_pass(
         ).exists()
     )
     status.record_started(mailbox, initial=initial)
+    if initial:
+        warm_parse_pool()  # the parse processes start while the session is set up
     with imap_session(mailbox) as client:
         capabilities = prepare_session(client)
         folders = refresh_folders(mailbox, client, capabilities)

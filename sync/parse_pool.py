@@ -10,6 +10,11 @@ one. Results are ``sync.parse_work.ParseOutcome`` values: exactly what
 local. If a child fails, the slice is parsed in-process instead (and its blobs are left to the
 caller), so a pool problem never loses a message.
 
+Blobs must be durable before a committed row names them. The pool makes a finished job's blobs
+durable itself, on a thread of its own (one ``syncfs`` covers every job finished meanwhile),
+so the worker thread does not wait for the disk between its commits: when it takes a job's
+result, the blobs are usually synced already (``ParseOutcome.blobs_durable``).
+
 ``MAILWEB_SYNC_PARSE_PROCESSES`` sets the number of children (0 parses in-process).
 """
 
@@ -25,12 +30,14 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from django.conf import settings
 
+from mailweb import storage
 from mailweb.blobs import local_blob_root
-from sync.parse_work import ParseOutcome, parse_and_store
+from sync.parse_work import ParseOutcome, parse_and_store, stored_blob_paths
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +51,24 @@ INLINE_BELOW = 6
 #: do not keep the parse processes' memory.
 IDLE_SECONDS = 60.0
 
-__all__ = ["ParseJob", "ParsePool", "parse_pool"]
+__all__ = ["ParseJob", "ParsePool", "parse_many", "parse_pool", "warm_parse_pool"]
 
 
 class ParseJob:
-    """The pending result of ``ParsePool.submit``."""
+    """The pending result of ``ParsePool.submit``.
 
-    def __init__(self, count: int) -> None:
+    With a ``blob_root``, a filled job goes to ``durability`` (the pool's ``_Durability``),
+    which syncs its blobs and then releases it; without, it is released when filled.
+    """
+
+    def __init__(
+        self,
+        count: int,
+        blob_root: str | None = None,
+        durability: _Durability | None = None,
+    ) -> None:
+        self.blob_root = blob_root
+        self._durability = durability if blob_root is not None else None
         self._results: list[ParseOutcome | None] = [None] * count
         self._remaining = count
         self._lock = threading.Lock()
@@ -62,12 +80,91 @@ class ParseJob:
         with self._lock:
             self._results[start : start + len(parsed)] = parsed
             self._remaining -= len(parsed)
-            if self._remaining <= 0:
+            filled = self._remaining <= 0
+        if filled:
+            if self._durability is not None:
+                self._durability.add(self)
+            else:
                 self._done.set()
+
+    def _blob_paths(self) -> list[str]:
+        assert self.blob_root is not None
+        return [
+            path
+            for outcome in self._results
+            if outcome is not None
+            for path in stored_blob_paths(outcome, self.blob_root)
+        ]
+
+    def _release(self, *, durable: bool) -> None:
+        """Hand the results over, their stored blobs marked durable when they are."""
+        if durable:
+            self._results = [
+                replace(outcome, blobs_durable=True)
+                if outcome is not None and outcome.raw_sha256
+                else outcome
+                for outcome in self._results
+            ]
+        self._done.set()
 
     def result(self) -> list[ParseOutcome]:
         self._done.wait()
         return [parsed for parsed in self._results if parsed is not None]
+
+
+class _Durability:
+    """A thread that syncs filled jobs' blobs to disk, then releases the jobs.
+
+    Jobs that fill while a sync runs wait for the next one, which covers them all. If syncing
+    fails, the jobs are released with their blobs not marked durable: the committing thread then
+    syncs them itself (``sync.ingest``), and fails there if the disk really is broken.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.Queue[ParseJob | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="parse-pool-sync", daemon=True)
+        self._thread.start()
+
+    def add(self, job: ParseJob) -> None:
+        self._jobs.put(job)
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            first = self._jobs.get()
+            if first is None:
+                return
+            jobs = [first]
+            stop = False
+            while not self._jobs.empty():
+                job = self._jobs.get_nowait()
+                if job is None:
+                    stop = True
+                else:
+                    jobs.append(job)
+            self._sync(jobs)
+            if stop:
+                return
+
+    @staticmethod
+    def _sync(jobs: list[ParseJob]) -> None:
+        durable = False
+        try:
+            by_root: dict[str, list[str]] = {}
+            for job in jobs:
+                assert job.blob_root is not None
+                by_root.setdefault(job.blob_root, []).extend(job._blob_paths())
+            for root, paths in by_root.items():
+                storage.make_durable(root, paths)
+            durable = True
+        except Exception as exc:
+            log.warning("syncing parsed blobs failed (%s); left to the commit", exc)
+        finally:  # a job never released would block its sync for good
+            for job in jobs:
+                job._release(durable=durable)
 
 
 class _Child:
@@ -119,7 +216,11 @@ class ParsePool:
             queue.Queue()
         )
         self._threads: list[threading.Thread] = []
+        self._durability = _Durability()
         self._pid = os.getpid()
+        self._lock = threading.Lock()
+        self._spares: list[_Child] = []  # started by warm(), not yet taken by a thread
+        self._serving = 0  # children owned by the serving threads
         for index in range(processes):
             thread = threading.Thread(target=self._serve, name=f"parse-pool-{index}", daemon=True)
             thread.start()
@@ -128,12 +229,49 @@ class ParsePool:
     def submit(self, raws: Sequence[bytes], blob_root: str | None = None) -> ParseJob:
         """Start parsing ``raws``; ``.result()`` returns them parsed, in order.
 
-        With ``blob_root`` (the local blob storage's directory) the children store the blobs.
+        With ``blob_root`` (the local blob storage's directory) the children store the blobs,
+        and they are made durable before the job is done.
         """
-        job = ParseJob(len(raws))
+        job = ParseJob(len(raws), blob_root, self._durability)
         for start in range(0, len(raws), SLICE):
             self._tasks.put((job, start, blob_root, list(raws[start : start + SLICE])))
         return job
+
+    def warm(self) -> None:
+        """Start the children that are not running, ahead of the work.
+
+        A child takes a fraction of a second to start Python and import the MIME code; an
+        initial sync calls this before it connects, so its first batch does not wait for that.
+        Children started here and not taken within ``IDLE_SECONDS`` exit again.
+        """
+        with self._lock:
+            missing = self.processes - self._serving - len(self._spares)
+            try:
+                self._spares.extend(_Child() for _ in range(max(0, missing)))
+            except Exception as exc:  # the pool starts (or parses in-process) when used
+                log.warning("could not start a parse process (%s)", type(exc).__name__)
+
+    def _take_child(self) -> _Child:
+        with self._lock:
+            spare = self._spares.pop() if self._spares else None
+            self._serving += 1
+        try:
+            return spare or _Child()
+        except BaseException:
+            with self._lock:
+                self._serving -= 1
+            raise
+
+    def _retire(self, child: _Child) -> None:
+        child.close()
+        with self._lock:
+            self._serving -= 1
+
+    def _close_spares(self) -> None:
+        with self._lock:
+            spares, self._spares = self._spares, []
+        for child in spares:
+            child.close()
 
     def _serve(self) -> None:
         child: _Child | None = None
@@ -142,31 +280,34 @@ class ParsePool:
                 task = self._tasks.get(timeout=IDLE_SECONDS)
             except queue.Empty:
                 if child is not None:
-                    child.close()
+                    self._retire(child)
                     child = None
+                self._close_spares()
                 continue
             if task is None:
                 break
             job, start, blob_root, raws = task
             try:
                 if child is None:
-                    child = _Child()
+                    child = self._take_child()
                 parsed = child.call(blob_root, raws)
             except Exception as exc:
                 log.warning("parse process failed (%s); parsing in-process", type(exc).__name__)
                 if child is not None:
-                    child.close()
+                    self._retire(child)
                 child = None
                 parsed = [parse_and_store(raw, None) for raw in raws]
             job._fill(start, parsed)
         if child is not None:
-            child.close()
+            self._retire(child)
 
     def close(self) -> None:
         for _ in self._threads:
             self._tasks.put(None)
         for thread in self._threads:
             thread.join(timeout=10)
+        self._close_spares()
+        self._durability.close()
 
 
 _pool: ParsePool | None = None
@@ -193,6 +334,13 @@ def parse_pool() -> ParsePool | None:
             _pool = ParsePool(processes)
             atexit.register(_pool.close)
         return _pool
+
+
+def warm_parse_pool() -> None:
+    """Start the pool's children now (see ``ParsePool.warm``), if there is a pool."""
+    pool = parse_pool()
+    if pool is not None:
+        pool.warm()
 
 
 def parse_many(raws: Sequence[bytes]) -> ParseJob | list[ParseOutcome]:
