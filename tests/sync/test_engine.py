@@ -3,6 +3,7 @@ and the Exchange-like one (none of them, Exchange's folder names), so every code
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -280,6 +281,19 @@ def test_uidvalidity_change_reconciles_without_duplicates(account: ImapAccount) 
             assert (row.pk, row.conversation_id) == before[row.raw_sha256]
     assert Conversation.objects.get(subject="Renumbered").message_count == 3
     assert Message.objects.get(folder=inbox, uid=account.server_uids()[0]).is_seen is False
+
+
+def test_message_bodies_never_reach_the_logs(
+    account: ImapAccount, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not even with imapclient's logger lowered to DEBUG (settings keep it at WARNING), where
+    imapclient would have imaplib trace every response it reads, message bodies included."""
+    caplog.set_level(logging.DEBUG, logger="imapclient")
+    account.append(message("Private", body="The door code is 4711-secret-marker.\n"))
+    sync_ok(account)
+    assert Message.objects.filter(mailbox=account.mailbox, subject="Private").exists()
+    assert any(record.name.startswith("imapclient") for record in caplog.records)
+    assert "secret-marker" not in caplog.text
 
 
 def test_malformed_message_is_kept_raw_and_listed(account: ImapAccount) -> None:
