@@ -133,10 +133,9 @@ def prepare_batch(
     """The slow, transaction-free half of ingestion: skip stored keys, write blobs, parse.
 
     ``parsed`` may hold the parse of every item, computed elsewhere (the sync engine parses in
-    a process pool, whose processes may have stored the blobs already, and the pool may have
-    made them durable too). Blobs are written, and made durable, before any row refers to them,
-    outside the transaction: a crash leaves at worst an unreferenced blob, never a row pointing
-    at missing bytes.
+    a process pool, whose processes may have stored the blobs already). Blobs are written, and
+    made durable, before any row refers to them, outside the transaction: a crash leaves at
+    worst an unreferenced blob, never a row pointing at missing bytes.
     """
     if parsed is not None and len(parsed) != len(items):
         raise ValueError("parsed must have one entry per item")
@@ -284,9 +283,8 @@ def _prepare(
     if outcome is None:
         outcome = parse_and_store(item.raw, None)
     parsed = outcome.parsed
-    durable = outcome.blobs_durable
-    raw_sha256 = _blob(outcome.raw_sha256, item.raw, durable=durable)
-    attachment_blobs = [_blob(a.sha256, a.payload, durable=durable) for a in parsed.attachments]
+    raw_sha256 = _blob(outcome.raw_sha256, item.raw)
+    attachment_blobs = [_blob(a.sha256, a.payload) for a in parsed.attachments]
     received_at = item.state.received_at or parsed.date or timezone.now()
     participants = {parsed.from_address, *(address for _, address in parsed.to + parsed.cc)}
     return _Prepared(
@@ -300,13 +298,11 @@ def _prepare(
     )
 
 
-def _blob(stored_sha256: str, data: bytes, *, durable: bool) -> str:
-    """The blob of ``data``: stored now, or by a parse process (synced with the batch unless
-    the parse pool has synced it already)."""
+def _blob(stored_sha256: str, data: bytes) -> str:
+    """The blob of ``data``: stored now, or by a parse process (then synced with the batch)."""
     if not stored_sha256:
         return put_blob(data)
-    if not durable:
-        blob_written_elsewhere(stored_sha256)
+    blob_written_elsewhere(stored_sha256)
     return stored_sha256
 
 

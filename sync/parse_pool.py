@@ -10,11 +10,6 @@ one. Results are ``sync.parse_work.ParseOutcome`` values: exactly what
 local. If a child fails, the slice is parsed in-process instead (and its blobs are left to the
 caller), so a pool problem never loses a message.
 
-Blobs must be durable before a committed row names them. The pool makes a finished job's blobs
-durable itself, on a thread of its own (one ``syncfs`` covers every job finished meanwhile),
-so the worker thread does not wait for the disk between its commits: when it takes a job's
-result, the blobs are usually synced already (``ParseOutcome.blobs_durable``).
-
 ``MAILWEB_SYNC_PARSE_PROCESSES`` sets the number of children (0 parses in-process).
 """
 
@@ -30,14 +25,12 @@ import subprocess
 import sys
 import threading
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 from django.conf import settings
 
-from mailweb import storage
 from mailweb.blobs import local_blob_root
-from sync.parse_work import ParseOutcome, parse_and_store, stored_blob_paths
+from sync.parse_work import ParseOutcome, parse_and_store
 
 log = logging.getLogger(__name__)
 
@@ -55,20 +48,9 @@ __all__ = ["ParseJob", "ParsePool", "parse_many", "parse_pool", "warm_parse_pool
 
 
 class ParseJob:
-    """The pending result of ``ParsePool.submit``.
+    """The pending result of ``ParsePool.submit``."""
 
-    With a ``blob_root``, a filled job goes to ``durability`` (the pool's ``_Durability``),
-    which syncs its blobs and then releases it; without, it is released when filled.
-    """
-
-    def __init__(
-        self,
-        count: int,
-        blob_root: str | None = None,
-        durability: _Durability | None = None,
-    ) -> None:
-        self.blob_root = blob_root
-        self._durability = durability if blob_root is not None else None
+    def __init__(self, count: int) -> None:
         self._results: list[ParseOutcome | None] = [None] * count
         self._remaining = count
         self._lock = threading.Lock()
@@ -80,91 +62,12 @@ class ParseJob:
         with self._lock:
             self._results[start : start + len(parsed)] = parsed
             self._remaining -= len(parsed)
-            filled = self._remaining <= 0
-        if filled:
-            if self._durability is not None:
-                self._durability.add(self)
-            else:
+            if self._remaining <= 0:
                 self._done.set()
-
-    def _blob_paths(self) -> list[str]:
-        assert self.blob_root is not None
-        return [
-            path
-            for outcome in self._results
-            if outcome is not None
-            for path in stored_blob_paths(outcome, self.blob_root)
-        ]
-
-    def _release(self, *, durable: bool) -> None:
-        """Hand the results over, their stored blobs marked durable when they are."""
-        if durable:
-            self._results = [
-                replace(outcome, blobs_durable=True)
-                if outcome is not None and outcome.raw_sha256
-                else outcome
-                for outcome in self._results
-            ]
-        self._done.set()
 
     def result(self) -> list[ParseOutcome]:
         self._done.wait()
         return [parsed for parsed in self._results if parsed is not None]
-
-
-class _Durability:
-    """A thread that syncs filled jobs' blobs to disk, then releases the jobs.
-
-    Jobs that fill while a sync runs wait for the next one, which covers them all. If syncing
-    fails, the jobs are released with their blobs not marked durable: the committing thread then
-    syncs them itself (``sync.ingest``), and fails there if the disk really is broken.
-    """
-
-    def __init__(self) -> None:
-        self._jobs: queue.Queue[ParseJob | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="parse-pool-sync", daemon=True)
-        self._thread.start()
-
-    def add(self, job: ParseJob) -> None:
-        self._jobs.put(job)
-
-    def close(self) -> None:
-        self._jobs.put(None)
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while True:
-            first = self._jobs.get()
-            if first is None:
-                return
-            jobs = [first]
-            stop = False
-            while not self._jobs.empty():
-                job = self._jobs.get_nowait()
-                if job is None:
-                    stop = True
-                else:
-                    jobs.append(job)
-            self._sync(jobs)
-            if stop:
-                return
-
-    @staticmethod
-    def _sync(jobs: list[ParseJob]) -> None:
-        durable = False
-        try:
-            by_root: dict[str, list[str]] = {}
-            for job in jobs:
-                assert job.blob_root is not None
-                by_root.setdefault(job.blob_root, []).extend(job._blob_paths())
-            for root, paths in by_root.items():
-                storage.make_durable(root, paths)
-            durable = True
-        except Exception as exc:
-            log.warning("syncing parsed blobs failed (%s); left to the commit", exc)
-        finally:  # a job never released would block its sync for good
-            for job in jobs:
-                job._release(durable=durable)
 
 
 class _Child:
@@ -216,7 +119,6 @@ class ParsePool:
             queue.Queue()
         )
         self._threads: list[threading.Thread] = []
-        self._durability = _Durability()
         self._pid = os.getpid()
         self._lock = threading.Lock()
         self._spares: list[_Child] = []  # started by warm(), not yet taken by a thread
@@ -229,10 +131,9 @@ class ParsePool:
     def submit(self, raws: Sequence[bytes], blob_root: str | None = None) -> ParseJob:
         """Start parsing ``raws``; ``.result()`` returns them parsed, in order.
 
-        With ``blob_root`` (the local blob storage's directory) the children store the blobs,
-        and they are made durable before the job is done.
+        With ``blob_root`` (the local blob storage's directory) the children store the blobs.
         """
-        job = ParseJob(len(raws), blob_root, self._durability)
+        job = ParseJob(len(raws))
         for start in range(0, len(raws), SLICE):
             self._tasks.put((job, start, blob_root, list(raws[start : start + SLICE])))
         return job
@@ -307,7 +208,6 @@ class ParsePool:
         for thread in self._threads:
             thread.join(timeout=10)
         self._close_spares()
-        self._durability.close()
 
 
 _pool: ParsePool | None = None

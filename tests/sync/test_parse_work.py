@@ -18,10 +18,10 @@ from accounts.models import MailAccount
 from mailweb.blobs import local_blob_root
 from mailweb.models import Folder
 from sync import parse_pool as parse_pool_module
-from sync.ingest import IncomingMessage, PreparedBatch, ProviderKey, prepare_batch
+from sync.ingest import IncomingMessage, ProviderKey, prepare_batch
 from sync.mime import ParsedMessage, parse_message
 from sync.parse_pool import INLINE_BELOW, ParsePool, parse_many
-from sync.parse_work import ParseOutcome, parse_and_store, stored_blob_paths
+from sync.parse_work import ParseOutcome, parse_and_store
 from tests.conftest import DurableCalls
 from tests.sync.mail import message
 
@@ -170,73 +170,27 @@ def test_parse_processes_run_at_a_lower_priority() -> None:
         child.close()
 
 
-def prepare_stored(*, blobs_durable: bool) -> tuple[list[ParseOutcome], PreparedBatch]:
-    """``prepare_batch`` for two messages (three blobs) a parse process stored."""
-    root = local_blob_root()
-    assert root is not None
-    mailbox = MailAccount.objects.create(address="durable@example.com", method="imap_password")
-    inbox = Folder.objects.create(mailbox=mailbox, name="INBOX", role="inbox", uidvalidity=1)
-    raws = [with_attachments(), message()]
-    outcomes = [
-        dataclasses.replace(parse_and_store(raw, root), blobs_durable=blobs_durable) for raw in raws
-    ]
-    items = [
-        IncomingMessage(raw=raw, key=ProviderKey(folder=inbox, uidvalidity=1, uid=n + 1))
-        for n, raw in enumerate(raws)
-    ]
-    return outcomes, prepare_batch(mailbox, items, outcomes)
-
-
 @pytest.mark.django_db
 def test_prepare_batch_makes_the_parse_processes_blobs_durable_at_once(
     durable_calls: DurableCalls,
 ) -> None:
     """One sync for the batch, covering the raw messages and attachments a child stored."""
-    prepare_stored(blobs_durable=False)
     root = local_blob_root()
+    assert root is not None
+    mailbox = MailAccount.objects.create(address="durable@example.com", method="imap_password")
+    inbox = Folder.objects.create(mailbox=mailbox, name="INBOX", role="inbox", uidvalidity=1)
+    raws = [with_attachments(), message()]
+    outcomes = [parse_and_store(raw, root) for raw in raws]
+    items = [
+        IncomingMessage(raw=raw, key=ProviderKey(folder=inbox, uidvalidity=1, uid=n + 1))
+        for n, raw in enumerate(raws)
+    ]
+
+    prepare_batch(mailbox, items, outcomes)
 
     [(synced_root, paths)] = [call for call in durable_calls if call[1]]
     assert synced_root == root
     assert len(paths) == 4  # two raw messages and two attachments
-
-
-def test_parse_pool_makes_a_jobs_blobs_durable_before_handing_it_over(
-    tmp_path: Path, durable_calls: DurableCalls
-) -> None:
-    """The worker thread need not sync them between its commits: one sync for the job."""
-    raws = [with_attachments(), message(), message(body="plain\n")]
-    root = str(tmp_path / "pool-root")
-    outcomes = parse_in_pool(raws, root, processes=2)
-    assert all(outcome.blobs_durable for outcome in outcomes)
-    [(synced_root, paths)] = durable_calls
-    assert synced_root == root
-    expected = {p for outcome in outcomes for p in stored_blob_paths(outcome, root)}
-    assert set(paths) == expected and len(expected) == 5  # three messages, two attachments
-    assert all(os.path.isfile(path) for path in paths)
-
-
-def test_parse_pool_leaves_the_sync_to_the_commit_when_it_fails(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from mailweb import storage
-
-    def broken_disk(root: str, paths: list[str]) -> None:
-        raise OSError("syncfs failed: Input/output error")
-
-    monkeypatch.setattr(storage, "make_durable", broken_disk)
-    raws = [with_attachments(), message()]
-    outcomes = parse_in_pool(raws, str(tmp_path / "pool-root"), processes=1)
-    assert [outcome.blobs_durable for outcome in outcomes] == [False, False]
-    assert all(outcome.raw_sha256 for outcome in outcomes)
-
-
-@pytest.mark.django_db
-def test_prepare_batch_does_not_sync_blobs_the_pool_made_durable(
-    durable_calls: DurableCalls,
-) -> None:
-    outcomes, batch = prepare_stored(blobs_durable=True)
-    assert [call for call in durable_calls if call[1]] == []
-    assert [p.raw_sha256 for p in batch.prepared] == [o.raw_sha256 for o in outcomes]
 
 
 def test_warm_starts_the_children_the_work_then_uses(
