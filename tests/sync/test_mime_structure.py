@@ -7,9 +7,11 @@ headers in order, payloads, preambles, epilogues, defects, default types. Plain 
 from __future__ import annotations
 
 import email
+import email.errors
 import random
 from email import policy
 from email.message import Message
+from email.parser import HeaderParser
 from typing import Any
 
 import pytest
@@ -117,6 +119,26 @@ NESTED = [
 )
 def test_ordinary_mail_gives_the_feed_parsers_tree(lines: list[str | bytes], eol: bytes) -> None:
     assert_same_tree(build(*lines, eol=eol))
+
+
+class _HeaderParserBefore3115(HeaderParser):
+    """The header parser of Python 3.11.0-3.11.4 (CPython gh-106186), on any Python."""
+
+    def parsestr(self, text: str, headersonly: bool = True) -> Message:
+        msg = super().parsestr(text, headersonly)
+        if msg.get_content_maintype() == "multipart":
+            msg.defects.append(email.errors.MultipartInvariantViolationDefect())
+        return msg
+
+
+def test_multipart_mail_takes_the_fast_path_on_pythons_before_3_11_5(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Their header-only parse flags every multipart header block; the parts are still split."""
+    monkeypatch.setattr(
+        "sync.mime_structure._HEADER_PARSER", _HeaderParserBefore3115(policy=policy.compat32)
+    )
+    assert_same_tree(build(*NESTED))
 
 
 def test_mixed_line_endings_give_the_same_tree() -> None:
