@@ -576,7 +576,13 @@ def main() -> None:
             shutil.rmtree(workdir, ignore_errors=True)
 
     results["summary"] = _summary(results["rounds"], count)
-    results["machine"] = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    results["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "python_executable": sys.executable,
+        "work_directory": str(workdir),
+        "work_filesystem": filesystem_of(workdir),
+    }
     results["parse_processes"] = os.environ.get("MAILWEB_SYNC_PARSE_PROCESSES") or "default"
     if args.baseline:
         results["baseline"] = str(args.baseline)
@@ -585,6 +591,33 @@ def main() -> None:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     (out / f"imap-{stamp}.json").write_text(json.dumps(results, indent=2, default=str))
     print(json.dumps(results["summary"], indent=2, default=str))
+
+
+def filesystem_of(path: Path) -> dict[str, Any]:
+    """The mount holding ``path``: device, type, and whether it journals (ext4's jbd2).
+
+    The journal matters here: without one, ext4 pays for every recently deleted inode it skips
+    when it creates a file (see ``_clear_previous_round``), and both tools create a file per
+    message.
+    """
+    best: tuple[str, str, str] = ("", "", "")
+    with open("/proc/self/mountinfo", encoding="utf-8") as mounts:
+        for line in mounts:
+            fields = line.split()
+            mount_point = fields[4]
+            fs_type, source = fields[fields.index("-") + 1 : fields.index("-") + 3]
+            inside = str(path) == mount_point or str(path).startswith(mount_point.rstrip("/") + "/")
+            if inside and len(mount_point) > len(best[0]):
+                best = (mount_point, fs_type, source)
+    mount_point, fs_type, source = best
+    device = os.path.basename(source)
+    journals = os.listdir("/proc/fs/jbd2") if os.path.isdir("/proc/fs/jbd2") else []
+    return {
+        "mount_point": mount_point,
+        "type": fs_type,
+        "device": source,
+        "journal": any(name.rsplit("-", 1)[0] == device for name in journals),
+    }
 
 
 def _clear_previous_round(
