@@ -503,6 +503,12 @@ def main() -> None:
     parser.add_argument("--db", default="mailweb_bench", help="database to (re)create")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument(
+        "--set-aside",
+        action="store_true",
+        help="move the previous round's files out of the way instead of deleting them (needs "
+        "about 450 MB of disk per round, freed at the end)",
+    )
+    parser.add_argument(
         "--baseline",
         type=Path,
         help="another checkout of Mailweb (e.g. a git worktree of an older commit) whose sync "
@@ -527,7 +533,7 @@ def main() -> None:
         print(f"seeded {count} messages ({size / 1e6:.1f} MB)", flush=True)
         for number in range(args.rounds):
             round_dir = workdir / f"round-{number + 1}"
-            _clear_previous_round(workdir, base_db, args.db)
+            _clear_previous_round(workdir, base_db, args.db, set_aside=args.set_aside)
             round_dir.mkdir()
             # Who goes first rotates from round to round (mbsync, this checkout and a baseline):
             # a run right after the idle wait has been slower than one right after another run.
@@ -543,7 +549,9 @@ def main() -> None:
                     continue
                 if any(other in measured for other in codes):
                     # the other checkout ran already in this round: its store goes first
-                    _clear_previous_round(workdir, base_db, args.db, keep_maildir=True)
+                    _clear_previous_round(
+                        workdir, base_db, args.db, keep_maildir=True, set_aside=args.set_aside
+                    )
                 result = bench_mailweb(
                     server,
                     workdir,
@@ -584,6 +592,7 @@ def main() -> None:
         "work_filesystem": filesystem_of(workdir),
     }
     results["parse_processes"] = os.environ.get("MAILWEB_SYNC_PARSE_PROCESSES") or "default"
+    results["previous_rounds"] = "set aside" if args.set_aside else "deleted"
     if args.baseline:
         results["baseline"] = str(args.baseline)
     out = ROOT / "bench" / "results"
@@ -621,9 +630,14 @@ def filesystem_of(path: Path) -> dict[str, Any]:
 
 
 def _clear_previous_round(
-    workdir: Path, base_db: str, db_name: str, *, keep_maildir: bool = False
+    workdir: Path,
+    base_db: str,
+    db_name: str,
+    *,
+    keep_maildir: bool = False,
+    set_aside: bool = False,
 ) -> None:
-    """Delete what the previous round stored (both tools' copies) before either runs again.
+    """Remove what the previous round stored (both tools' copies) before either runs again.
 
     Then wait until the filesystem no longer treats the deleted inodes as recently deleted.
     ext4 without a journal (as on this machine) does not reuse an inode for 60 s after its
@@ -632,11 +646,19 @@ def _clear_previous_round(
     (``recently_deleted`` in fs/ext4/ialloc.c). Creating 10,000 files right after deleting
     20,000 cost 1.0-1.4 ms of kernel time per file under perf, 60 % of it in that function.
     Both tools create a file per message, so without the wait each round measured the previous
-    round's cleanup.
+    round's cleanup. With ``set_aside`` nothing is deleted until the run ends: the files are
+    moved out of the way (a rename frees no inode), so no round creates files among recently
+    deleted ones, whatever the wait.
     """
-    for previous in [] if keep_maildir else workdir.glob("round-*"):
-        shutil.rmtree(previous, ignore_errors=True)
-    shutil.rmtree(workdir / "blobs", ignore_errors=True)
+    stored = [] if keep_maildir else list(workdir.glob("round-*"))
+    stored.append(workdir / "blobs")
+    aside = workdir / "set-aside"
+    for number, previous in enumerate(p for p in stored if p.exists()):
+        if set_aside:
+            aside.mkdir(exist_ok=True)
+            previous.rename(aside / f"{time.monotonic_ns()}-{number}-{previous.name}")
+        else:
+            shutil.rmtree(previous, ignore_errors=True)
     _drop_connections()
     recreate_database(base_db, db_name)
     os.sync()
