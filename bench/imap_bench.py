@@ -609,16 +609,17 @@ def filesystem_of(path: Path) -> dict[str, Any]:
     when it creates a file (see ``_clear_previous_round``), and both tools create a file per
     message.
     """
-    best: tuple[str, str, str] = ("", "", "")
+    stat = os.stat(path)
+    wanted = f"{os.major(stat.st_dev)}:{os.minor(stat.st_dev)}"
     with open("/proc/self/mountinfo", encoding="utf-8") as mounts:
         for line in mounts:
             fields = line.split()
-            mount_point = fields[4]
-            fs_type, source = fields[fields.index("-") + 1 : fields.index("-") + 3]
-            inside = str(path) == mount_point or str(path).startswith(mount_point.rstrip("/") + "/")
-            if inside and len(mount_point) > len(best[0]):
-                best = (mount_point, fs_type, source)
-    mount_point, fs_type, source = best
+            if fields[2] == wanted:
+                separator = fields.index("-")
+                mount_point, (fs_type, source) = fields[4], fields[separator + 1 : separator + 3]
+                break
+        else:
+            return {"device_id": wanted}
     device = os.path.basename(source)
     journals = os.listdir("/proc/fs/jbd2") if os.path.isdir("/proc/fs/jbd2") else []
     return {
