@@ -109,8 +109,12 @@ def _normalize_url(value: str) -> tuple[str, str]:
     return (match.group(1).lower() if match else ""), url
 
 
+@functools.lru_cache(maxsize=4096)
 def _clean_style(value: str) -> str | None:
     """Keep only safe ``property: value`` declarations from a style attribute.
+
+    Cached: mail repeats the same few style strings on every paragraph and cell (Outlook's
+    ``font-size:11pt;font-family:...``), and this runs for each of them during a sync.
 
     Backslash escapes and comments are how CSS filters are usually fooled (``u\\72l(``,
     ``expr/**/ession``), so a style using them is dropped whole. Declarations that call any

@@ -141,12 +141,21 @@ class Message(models.Model):
         INCOMING = "in", "Incoming"
         OUTGOING = "out", "Outgoing"
 
-    mailbox = models.ForeignKey(MailAccount, on_delete=models.CASCADE, related_name="messages")
+    # No single-column indexes on the foreign keys: the composite indexes in Meta start with
+    # each of them and serve the same lookups, and every index costs each inserted message.
+    mailbox = models.ForeignKey(
+        MailAccount, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
     folder = models.ForeignKey(
-        Folder, on_delete=models.CASCADE, null=True, blank=True, related_name="messages"
+        Folder,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="messages",
+        db_index=False,
     )
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages"
+        Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False
     )
 
     # Provider keys: IMAP (folder, uidvalidity, uid); Graph (mailbox, graph_id).
