@@ -523,6 +523,13 @@ def main() -> None:
     path = corpus_path(args.messages, args.seed)
     newest = newest_threads(path)
     workdir = Path(tempfile.mkdtemp(prefix="mailweb-bench-"))
+    machine = {  # read now: the work directory is gone by the end
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "python_executable": sys.executable,
+        "work_directory": str(workdir),
+        "work_filesystem": filesystem_of(workdir),
+    }
     server = start_dovecot(workdir)
     results: dict[str, Any] = {"messages": args.messages, "seed": args.seed, "rounds": []}
     try:
@@ -584,13 +591,7 @@ def main() -> None:
             shutil.rmtree(workdir, ignore_errors=True)
 
     results["summary"] = _summary(results["rounds"], count)
-    results["machine"] = {
-        "cpus": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "python_executable": sys.executable,
-        "work_directory": str(workdir),
-        "work_filesystem": filesystem_of(workdir),
-    }
+    results["machine"] = machine
     results["parse_processes"] = os.environ.get("MAILWEB_SYNC_PARSE_PROCESSES") or "default"
     results["previous_rounds"] = "set aside" if args.set_aside else "deleted"
     if args.baseline:
