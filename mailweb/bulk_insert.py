@@ -10,7 +10,7 @@ their ids, as from ``bulk_create``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from django.db import connection
@@ -19,26 +19,13 @@ from django.db.models import Model
 __all__ = ["insert_new"]
 
 
-def insert_new(
-    model: type[Model],
-    objects: Sequence[Model],
-    extra_columns: Mapping[str, Sequence[Any]] | None = None,
-) -> None:
-    """Insert unsaved ``objects`` of ``model``; afterwards each has its primary key.
-
-    ``extra_columns`` gives values, one per object, for columns the model does not declare
-    (PostgreSQL only, where such columns exist: the search vector).
-    """
+def insert_new(model: type[Model], objects: Sequence[Model]) -> None:
+    """Insert unsaved ``objects`` of ``model``; afterwards each has its primary key."""
     if not objects:
         return
-    extra = dict(extra_columns or {})
     if connection.vendor != "postgresql":
-        if extra:
-            raise ValueError("extra columns are only written on PostgreSQL")
         model._default_manager.bulk_create(objects)
         return
-    if any(len(values) != len(objects) for values in extra.values()):
-        raise ValueError("every extra column needs one value per object")
     meta = model._meta
     fields = [field for field in meta.concrete_fields if not field.primary_key]
     for obj in objects:  # as bulk_create does: FK ids from related objects saved meanwhile
@@ -50,16 +37,12 @@ def insert_new(
             [meta.db_table, meta.pk.column, len(objects)],
         )
         ids = [row[0] for row in cursor.fetchall()]
-        names = [meta.pk.column, *(f.column for f in fields), *extra]
-        columns = ", ".join(quote(name) for name in names)
-        extra_rows: Iterable[tuple[Any, ...]] = (
-            zip(*extra.values(), strict=True) if extra else [()] * len(objects)
-        )
+        columns = ", ".join(quote(c) for c in [meta.pk.column, *(f.column for f in fields)])
         raw_cursor: Any = cursor.cursor  # psycopg's own cursor, for its COPY support
         with raw_cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy:
-            for obj, pk, extras in zip(objects, ids, extra_rows, strict=True):
+            for obj, pk in zip(objects, ids, strict=True):
                 values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-                copy.write_row([pk, *values, *extras])
+                copy.write_row([pk, *values])
     for obj, pk in zip(objects, ids, strict=True):
         obj.pk = pk
         obj._state.adding = False

@@ -34,7 +34,6 @@ from sync.imap.connection import IMAP_METHODS, imap_session
 from sync.imap.session import FolderUnavailable, prepare_session
 from sync.lease import Lease, LeaseBusy, mailbox_lease, request_sync, requests_seen
 from sync.parse_pool import warm_parse_pool
-from sync.search_vectors import SearchVectors
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +147,7 @@ def sync_pass(
     status.record_started(mailbox, initial=initial)
     if initial:
         warm_parse_pool()  # the parse processes start while the session is set up
-    with imap_session(mailbox) as client, SearchVectors() as search_vectors:
+    with imap_session(mailbox) as client:
         capabilities = prepare_session(client)
         folders = refresh_folders(mailbox, client, capabilities)
         ctx = PassContext(
@@ -156,7 +155,6 @@ def sync_pass(
             client=client,
             capabilities=capabilities,
             lease=lease,
-            search_vectors=search_vectors,
             deadline=deadline,
             progress=progress,
         )

@@ -14,11 +14,9 @@ what keeps a message moved between two synced folders in its conversation.
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -45,7 +43,6 @@ from sync.ingest import IncomingMessage, ProviderKey, ServerState, prepare_batch
 from sync.lease import Lease
 from sync.parse_pool import ParseJob, parse_many
 from sync.parse_work import ParseOutcome
-from sync.search_vectors import SearchDocument, SearchVectors, search_document
 from sync.store import apply_flags, remove_messages
 
 log = logging.getLogger(__name__)
@@ -65,12 +62,7 @@ UID_CHUNK = 5000
 #: the one being committed, at most PIPELINE_DEPTH + 2 batches (x BATCH_BYTES) are in memory.
 PIPELINE_DEPTH = 2
 
-_Fetched = tuple[
-    list[FetchedMessage],
-    dict[str, Any],
-    ParseJob | list[ParseOutcome],
-    Future[list[str]] | None,  # the batch's search vectors, from sync.search_vectors
-]
+_Fetched = tuple[list[FetchedMessage], dict[str, Any], ParseJob | list[ParseOutcome]]
 
 
 def batch_size() -> int:
@@ -104,7 +96,6 @@ class PassContext:
     client: IMAPClient
     capabilities: Capabilities
     lease: Lease
-    search_vectors: SearchVectors  # one second connection for the pass, made when first needed
     deadline: float | None = None  # time.monotonic() value; None = no limit
     progress: Callable[[Progress], None] | None = None
     stats: PassStats = field(default_factory=PassStats)
@@ -423,21 +414,16 @@ class FolderSync:
     ) -> int:
         """Fetch, parse and commit batches in order, the three overlapping.
 
-        Batches are fetched on a thread of their own (``sync.fetch_ahead``), parsed in the
-        parse pool and their search vectors computed on a second connection
-        (``sync.search_vectors``) while this thread commits the ones before them; commits, and
-        so cursor moves, happen strictly in order here. Stops early after ``max_batches`` or when the
+        Batches are fetched on a thread of their own (``sync.fetch_ahead``) and parsed in the
+        parse pool while this thread commits the ones before them; commits, and so cursor
+        moves, happen strictly in order here. Stops early after ``max_batches`` or when the
         pass is out of time; returns the number of batches committed.
         """
 
         def fetched() -> Iterator[_Fetched]:
             for batch, cursor in planned:
                 messages = self._fetch_bodies(batch)
-                job = parse_many([message.body or b"" for message in messages])
-                vectors = self.ctx.search_vectors.submit(
-                    len(messages), functools.partial(_search_documents, job)
-                )
-                yield messages, cursor, job, vectors
+                yield messages, cursor, parse_many([message.body or b"" for message in messages])
 
         def enough(produced: int) -> bool:
             return (max_batches is not None and produced >= max_batches) or self.ctx.out_of_time()
@@ -445,8 +431,8 @@ class FolderSync:
         committed = 0
         ahead = FetchAhead(fetched, depth=PIPELINE_DEPTH, stop_after=enough, name="imap-fetch")
         with ahead:
-            for messages, cursor, job, vectors in ahead:
-                self._commit(messages, cursor, job, vectors, reopen=reopen)
+            for messages, cursor, job in ahead:
+                self._commit(messages, cursor, job, reopen=reopen)
                 committed += 1
         return committed
 
@@ -455,13 +441,12 @@ class FolderSync:
         fetched: list[FetchedMessage],
         cursor: dict[str, Any],
         job: ParseJob | list[ParseOutcome],
-        vectors: Future[list[str]] | None,
         *,
         reopen: bool,
     ) -> None:
         """Store a batch and move the cursor over it in one transaction."""
         folder = self.folder
-        parsed = _parsed(job)
+        parsed = job.result() if isinstance(job, ParseJob) else job
         items = [
             IncomingMessage(
                 raw=message.body or b"",
@@ -474,7 +459,7 @@ class FolderSync:
         with transaction.atomic():
             _commit_without_waiting_for_disk()
             self.ctx.lease.check()
-            results = store_batch(prepared, reopen=reopen, search_vectors=vectors)
+            results = store_batch(prepared, reopen=reopen)
             created = sum(1 for _, was_created in results if was_created)
             self._save_cursor(synced_delta=created, **cursor)
         self.ctx.stats.new += created
@@ -496,14 +481,6 @@ class FolderSync:
         folder.last_synced_at = updates["last_synced_at"]
         if synced_delta:
             folder.synced_count += synced_delta
-
-
-def _parsed(job: ParseJob | list[ParseOutcome]) -> list[ParseOutcome]:
-    return job.result() if isinstance(job, ParseJob) else job
-
-
-def _search_documents(job: ParseJob | list[ParseOutcome]) -> list[SearchDocument]:
-    return [search_document(outcome.parsed) for outcome in _parsed(job)]
 
 
 def _commit_without_waiting_for_disk() -> None:

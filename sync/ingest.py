@@ -12,9 +12,7 @@ on that: it commits a batch and its folder cursor in one transaction).
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -30,8 +28,6 @@ from sync.mime import ParsedMessage, normalize_subject
 from sync.models import RemovedMessage
 from sync.parse_work import ParseOutcome, parse_and_store
 
-log = logging.getLogger(__name__)
-
 # A subject-only match joins a conversation only when it is this recent and shares a participant.
 SUBJECT_FALLBACK_WINDOW = timedelta(days=30)
 
@@ -40,13 +36,11 @@ __all__ = [
     "PreparedBatch",
     "ProviderKey",
     "ServerState",
-    "addresses_text",
     "find_conversation",
     "ingest_batch",
     "ingest_message",
     "prepare_batch",
     "store_batch",
-    "stored_subject",
 ]
 
 
@@ -168,23 +162,13 @@ def prepare_batch(
     return PreparedBatch(mailbox, results, pending, prepared, repeats)
 
 
-def store_batch(
-    batch: PreparedBatch,
-    *,
-    reopen: bool = False,
-    search_vectors: Future[list[str]] | None = None,
-) -> list[tuple[Message, bool]]:
-    """The quick half: thread and insert the prepared messages in one transaction.
-
-    ``search_vectors``: the messages' vectors being computed elsewhere (``sync.search_vectors``),
-    one for each item given to ``prepare_batch``; waited for only when the rows are inserted.
-    """
+def store_batch(batch: PreparedBatch, *, reopen: bool = False) -> list[tuple[Message, bool]]:
+    """The quick half: thread and insert the prepared messages in one transaction."""
     mailbox, results = batch.mailbox, list(batch.results)
     if batch.prepared:
-        vectors = _vector_lookup(batch, search_vectors)
         try:
             with transaction.atomic():
-                stored = _adopt_or_store(mailbox, batch.prepared, reopen=reopen, vectors=vectors)
+                stored = _adopt_or_store(mailbox, batch.prepared, reopen=reopen)
         except IntegrityError:
             # Another writer stored one of these provider keys first (not under the lease):
             # take the messages one by one, each returning the row that won.
@@ -199,43 +183,13 @@ def store_batch(
     return [result for result in results if result is not None]
 
 
-_VectorLookup = Callable[[Sequence["_Prepared"]], list[str] | None]
-
-
-def _vector_lookup(
-    batch: PreparedBatch, search_vectors: Future[list[str]] | None
-) -> _VectorLookup | None:
-    """A function giving the precomputed vectors of some of ``batch.prepared``, or None.
-
-    When computing them failed (the second connection refused, say), the function returns None
-    and the rows are inserted without: PostgreSQL's trigger computes the vectors then.
-    """
-    if search_vectors is None:
-        return None
-
-    def vectors_of(messages: Sequence[_Prepared]) -> list[str] | None:
-        try:
-            every = search_vectors.result()
-        except Exception as exc:  # the exception's text is not logged: it may quote bodies
-            log.warning("search vectors not precomputed (%s); stored without", type(exc).__name__)
-            return None
-        by_message = {id(p): every[i] for p, i in zip(batch.prepared, batch.pending, strict=True)}
-        return [by_message[id(message)] for message in messages]
-
-    return vectors_of
-
-
 def _adopt_or_store(
-    mailbox: MailAccount,
-    prepared: Sequence[_Prepared],
-    *,
-    reopen: bool,
-    vectors: _VectorLookup | None = None,
+    mailbox: MailAccount, prepared: Sequence[_Prepared], *, reopen: bool
 ) -> list[tuple[Message, bool]]:
     """Store ``prepared``, except copies that take over a keyless row (see ``_adopt_keyless``)."""
     adopted = _adopt_keyless(mailbox, prepared)
     remaining = [message for message in prepared if id(message) not in adopted]
-    new_rows = iter(_store(mailbox, remaining, reopen=reopen, vectors=vectors) if remaining else [])
+    new_rows = iter(_store(mailbox, remaining, reopen=reopen) if remaining else [])
     return [
         (adopted[id(message)], False) if id(message) in adopted else next(new_rows)
         for message in prepared
@@ -340,7 +294,7 @@ def _prepare(
         attachment_blobs=attachment_blobs,
         received_at=received_at,
         participants=participants - {""},
-        addresses_text=addresses_text(parsed),
+        addresses_text=_addresses_text(parsed),
     )
 
 
@@ -626,11 +580,7 @@ def _stored_by(
 
 
 def _store(
-    mailbox: MailAccount,
-    prepared: Sequence[_Prepared],
-    *,
-    reopen: bool,
-    vectors: _VectorLookup | None = None,
+    mailbox: MailAccount, prepared: Sequence[_Prepared], *, reopen: bool
 ) -> list[tuple[Message, bool]]:
     index = _ThreadIndex(mailbox, prepared)
     outgoing_ids = _outgoing_message_ids(prepared)
@@ -661,8 +611,7 @@ def _store(
     Conversation.objects.bulk_create(new_conversations)
 
     messages = [_message_row(mailbox, m, thread, outgoing) for m, thread, outgoing in placed]
-    search = vectors(prepared) if vectors else None
-    insert_new(Message, messages, {"search_vector": search} if search is not None else None)
+    insert_new(Message, messages)
     Attachment.objects.bulk_create(
         Attachment(
             message=row,
@@ -697,7 +646,7 @@ def _message_row(
         message_id=message.message_id,
         in_reply_to=parsed.in_reply_to[:998],
         references=parsed.references,
-        subject=stored_subject(parsed),
+        subject=parsed.subject[:998],
         from_name=parsed.from_name[:300],
         from_address=parsed.from_address[:320],
         to=[list(pair) for pair in parsed.to],
@@ -793,13 +742,7 @@ def _is_outgoing(message: _Prepared, outgoing_ids: set[str], own_address: str) -
     return message.parsed.from_address == own_address
 
 
-def stored_subject(parsed: ParsedMessage) -> str:
-    """The subject as a message's row stores it (and its search vector reads it)."""
-    return parsed.subject[:998]
-
-
-def addresses_text(parsed: ParsedMessage) -> str:
-    """Every name and address of ``parsed``, as the row's ``addresses_text`` stores them."""
+def _addresses_text(parsed: ParsedMessage) -> str:
     pairs = [(parsed.from_name, parsed.from_address), *parsed.to, *parsed.cc, *parsed.reply_to]
     return " ".join(f"{name} {address}".strip() for name, address in pairs)[:10000]
 
@@ -821,7 +764,7 @@ def find_conversation(
         attachment_blobs=[],
         received_at=received_at,
         participants={parsed.from_address, *(a for _, a in parsed.to + parsed.cc)} - {""},
-        addresses_text=addresses_text(parsed),
+        addresses_text=_addresses_text(parsed),
     )
     thread = _ThreadIndex(mailbox, [message]).find(message)
     return thread.conversation if thread is not None and not thread.is_new else None

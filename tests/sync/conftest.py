@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import connection
 from imapclient.exceptions import LoginError
 
 from accounts import vault
@@ -155,14 +154,3 @@ def imap_account(
         return ImapAccount(server=server, address=address, mailbox=mailbox)
 
     return make
-
-
-def stale_search_vectors(mailbox: MailAccount) -> int:
-    """Messages whose vector is not the function of their stored subject, addresses and body."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM mailweb_message WHERE mailbox_id = %s AND search_vector"
-            " IS DISTINCT FROM mailweb_search_vector(subject, addresses_text, text_body)",
-            [mailbox.pk],
-        )
-        return int(cursor.fetchone()[0])

@@ -16,13 +16,12 @@ from django.utils import timezone
 from accounts.models import MailAccount
 from mailweb.blobs import get_blob
 from mailweb.models import Conversation, Folder, Message, Note
-from sync import folder_sync, search_vectors
+from sync import folder_sync
 from sync.engine import run_sync
 from sync.folder_sync import Progress
 from sync.models import RemovedMessage
-from sync.search_vectors import SearchDocument
 from tests.fakes.dovecot import DovecotServer
-from tests.sync.conftest import ImapAccount, stale_search_vectors
+from tests.sync.conftest import ImapAccount
 from tests.sync.mail import MALFORMED, message, new_id, thread
 
 pytestmark = pytest.mark.dovecot
@@ -58,19 +57,9 @@ def message_by_id(account: ImapAccount, message_id: str) -> Message:
 
 
 def test_initial_sync_is_complete_exact_and_newest_first(
-    account: ImapAccount, settings: Any, monkeypatch: pytest.MonkeyPatch
+    account: ImapAccount, settings: Any
 ) -> None:
     settings.MAILWEB_SYNC_BATCH_SIZE = 4
-    monkeypatch.setattr(search_vectors, "MIN_BATCH", 1)  # batches of 4 get theirs computed too
-    computed: list[int] = []
-    compute = search_vectors._compute
-
-    def counted_compute(documents: Callable[[], list[SearchDocument]]) -> list[str]:
-        vectors = compute(documents)
-        computed.append(len(vectors))
-        return vectors
-
-    monkeypatch.setattr(search_vectors, "_compute", counted_compute)
     conversation = thread(5, "Order 77")
     for raw in conversation[:4]:
         account.append(raw)
@@ -111,10 +100,6 @@ def test_initial_sync_is_complete_exact_and_newest_first(
     mailbox = account.refresh()
     assert mailbox.status == MailAccount.Status.ACTIVE and mailbox.last_error == ""
     assert mailbox.last_sync_at is not None
-    if connection.vendor == "postgresql":
-        # Every batch's search vectors came from the second connection, and are the trigger's.
-        assert sum(computed) == 22
-        assert stale_search_vectors(account.mailbox) == 0
 
 
 def test_folder_roles_and_folders_to_sync(account: ImapAccount) -> None:
