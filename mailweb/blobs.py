@@ -22,6 +22,19 @@ from mailweb.storage import AtomicFileSystemStorage, write_atomic
 
 
 def blob_name(sha256: str) -> str:
+    """``ab/abcdef...``: one level of 256 directories.
+
+    An initial sync writes a blob per message; with a second level (``ab/cd/``, as before) nearly
+    every one of the first tens of thousands also created its own directory, which doubled the
+    file system work per blob (0.105 against 0.060 ms of CPU per 19 KB blob on ext4) and left a
+    4 KB directory per message. ext4's hashed directories keep lookups in a directory of
+    thousands of files as cheap.
+    """
+    return f"{sha256[:2]}/{sha256}"
+
+
+def _legacy_blob_name(sha256: str) -> str:
+    """Where blobs were stored before (``ab/cd/abcdef...``); still read, never written."""
     return f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
 
 
@@ -94,10 +107,23 @@ def durable_blobs() -> Iterator[None]:
 
 
 def get_blob(sha256: str) -> bytes:
-    with default_storage.open(blob_name(sha256), "rb") as handle:
+    try:
+        return _read(blob_name(sha256))
+    except Exception:  # backends differ in what a missing file raises
+        legacy = _legacy_blob_name(sha256)
+        if not default_storage.exists(legacy):
+            raise
+        return _read(legacy)
+
+
+def _read(name: str) -> bytes:
+    with default_storage.open(name, "rb") as handle:
         data: bytes = handle.read()
     return data
 
 
 def has_blob(sha256: str) -> bool:
-    return bool(sha256) and default_storage.exists(blob_name(sha256))
+    return bool(sha256) and (
+        default_storage.exists(blob_name(sha256))
+        or default_storage.exists(_legacy_blob_name(sha256))
+    )

@@ -37,6 +37,23 @@ def test_put_is_idempotent_and_content_addressed(tmp_path: Path) -> None:
 def test_missing_blob(tmp_path: Path) -> None:
     assert not has_blob("0" * 64)
     assert not has_blob("")
+    with pytest.raises(FileNotFoundError):
+        get_blob("0" * 64)
+
+
+def test_one_level_of_directories(tmp_path: Path) -> None:
+    digest = put_blob(b"one directory level")
+    assert (tmp_path / "blobs" / digest[:2] / digest).is_file()
+
+
+def test_blobs_stored_under_the_two_level_layout_are_still_read(tmp_path: Path) -> None:
+    data = b"stored before the layout changed"
+    digest = hashlib.sha256(data).hexdigest()
+    legacy = tmp_path / "blobs" / digest[:2] / digest[2:4] / digest
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(data)
+    assert has_blob(digest)
+    assert get_blob(digest) == data
 
 
 def test_put_rewrites_a_blob_of_the_wrong_size(tmp_path: Path) -> None:
@@ -65,7 +82,7 @@ def test_store_local_blob_writes_content_addressed_file(tmp_path: Path) -> None:
     data = b"attachment bytes"
     digest = store_local_blob(str(root), data)
     assert digest == hashlib.sha256(data).hexdigest()
-    path = root / digest[:2] / digest[2:4] / digest
+    path = root / digest[:2] / digest
     assert path.read_bytes() == data
     assert os.listdir(path.parent) == [digest]
     path.write_bytes(data[:3])  # truncated: written again

@@ -42,7 +42,7 @@ def with_attachments() -> bytes:
 
 
 def blob_bytes(root: Path, sha256: str) -> bytes:
-    return (root / sha256[:2] / sha256[2:4] / sha256).read_bytes()
+    return (root / sha256[:2] / sha256).read_bytes()
 
 
 def assert_stored(outcome: ParseOutcome, raw: bytes, root: Path) -> None:
@@ -108,9 +108,7 @@ def test_parse_and_store_message_without_attachments(tmp_path: Path) -> None:
     raw = message(body="No attachments here.\n")
     outcome = parse_and_store(raw, str(tmp_path))
     assert outcome.parsed == parse_message(raw)
-    assert files_under(tmp_path) == [
-        tmp_path / outcome.raw_sha256[:2] / outcome.raw_sha256[2:4] / outcome.raw_sha256
-    ]
+    assert files_under(tmp_path) == [tmp_path / outcome.raw_sha256[:2] / outcome.raw_sha256]
 
 
 def test_parse_and_store_leaves_out_the_unsanitized_html(tmp_path: Path) -> None:
