@@ -109,12 +109,24 @@ def _normalize_url(value: str) -> tuple[str, str]:
     return (match.group(1).lower() if match else ""), url
 
 
-@functools.lru_cache(maxsize=4096)
-def _clean_style(value: str) -> str | None:
-    """Keep only safe ``property: value`` declarations from a style attribute.
+#: Style attributes up to this long are remembered (at most 4,096 of them, so under 2 MB).
+_CACHED_STYLE_LENGTH = 500
 
-    Cached: mail repeats the same few style strings on every paragraph and cell (Outlook's
-    ``font-size:11pt;font-family:...``), and this runs for each of them during a sync.
+
+def _clean_style(value: str) -> str | None:
+    """``_clean_style_uncached``, remembered for short values.
+
+    Mail repeats the same few style strings on every paragraph and cell (Outlook's
+    ``font-size:11pt;font-family:...``), and a sync sanitises thousands of messages; a long
+    style is rare, and caching it would let one hostile message fill the memory.
+    """
+    if len(value) > _CACHED_STYLE_LENGTH:
+        return _clean_style_uncached(value)
+    return _cached_clean_style(value)
+
+
+def _clean_style_uncached(value: str) -> str | None:
+    """Keep only safe ``property: value`` declarations from a style attribute.
 
     Backslash escapes and comments are how CSS filters are usually fooled (``u\\72l(``,
     ``expr/**/ession``), so a style using them is dropped whole. Declarations that call any
@@ -139,6 +151,9 @@ def _clean_style(value: str) -> str | None:
             continue
         kept.append(f"{name}: {val}")
     return "; ".join(kept) or None
+
+
+_cached_clean_style = functools.lru_cache(maxsize=4096)(_clean_style_uncached)
 
 
 def _filter_attribute(tag: str, attr: str, value: str, *, block_remote: bool) -> str | None:

@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from mailweb import html_safety
 from mailweb.html_safety import (
     block_remote_images,
     html_to_text,
@@ -606,6 +607,17 @@ def test_sanitize_neutralises(payload: str) -> None:
         assert bad not in lowered
     assert 'href="/relative"' not in lowered
     assert sanitize_html(cleaned) == sanitize_html(sanitize_html(cleaned))
+
+
+def test_only_short_style_attributes_are_remembered() -> None:
+    html_safety._cached_clean_style.cache_clear()
+    short = '<p style="color: red; position: fixed">x</p>'
+    long = '<p style="' + "color: red; " * 100 + 'position: fixed">x</p>'
+    assert sanitize_html(short) == sanitize_html(short) == '<p style="color:red">x</p>'
+    cleaned = sanitize_html(long)
+    assert "position" not in cleaned and cleaned.count("color:red") == 100
+    info = html_safety._cached_clean_style.cache_info()
+    assert (info.hits, info.currsize) == (1, 1)  # the long one was never stored
 
 
 def test_sanitize_keeps_email_formatting() -> None:
