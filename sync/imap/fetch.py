@@ -175,14 +175,16 @@ def _general_responses(data: list[Any]) -> Iterator[dict[bytes, Any]]:
 
 
 # The responses an initial sync reads by the thousand: "<seq> (<items>)", or, with a message
-# body, "<seq> (<items> BODY[] {<size>}" + the literal + ")". Items are the few the engine asks
-# for, in any order, each with a value of one fixed shape.
-_ITEM = rb'UID \d+|RFC822\.SIZE \d+|FLAGS \([^()]*\)|INTERNALDATE "[^"]*"|MODSEQ \(\d+\)'
+# body, "<seq> (<items> BODY[] {<size>}" + the literal + "<items>)" (Dovecot puts the body
+# last, other servers may not). Items are the few the engine asks for, in any order, each with
+# a value of one fixed shape.
+_ITEM = rb'(?:UID \d+|RFC822\.SIZE \d+|FLAGS \([^()]*\)|INTERNALDATE "[^"]*"|MODSEQ \(\d+\))'
 _SIMPLE_HEAD = re.compile(
-    rb"\d+ \((?P<items>(?:%s)(?: (?:%s))*)(?:\)| (?P<body>BODY\[\]|RFC822) \{(?P<size>\d+)\})\Z"
+    rb"\d+ \((?P<items>(?:%s )*)(?:(?P<body>BODY\[\]|RFC822) \{(?P<size>\d+)\}|(?P<last>%s)\))\Z"
     % (_ITEM, _ITEM),
     re.I,
 )
+_SIMPLE_TAIL = re.compile(rb"(?P<items>(?: %s)*)\)\Z" % _ITEM, re.I)
 _SIMPLE_ITEM = re.compile(
     rb'(UID|RFC822\.SIZE) (\d+)|(FLAGS) \(([^()]*)\)|(INTERNALDATE) "([^"]*)"|MODSEQ \((\d+)\)',
     re.I,
@@ -190,7 +192,7 @@ _SIMPLE_ITEM = re.compile(
 
 
 def _simple_responses(data: list[Any]) -> list[dict[bytes, Any]] | None:
-    """The FETCH responses in ``data`` read with two regular expressions, or None.
+    """The FETCH responses in ``data`` read with regular expressions, or None.
 
     imapclient's general parser tokenizes every response byte by byte in Python, which cost
     an initial sync about 0.08 ms per message, in the thread that also feeds the parse
@@ -201,32 +203,41 @@ def _simple_responses(data: list[Any]) -> list[dict[bytes, Any]] | None:
     responses: list[dict[bytes, Any]] = []
     index, count = 0, len(data)
     while index < count:
-        item, literal = data[index], None
+        item, literal, tail = data[index], None, None
         index += 1
         if isinstance(item, tuple):
-            if len(item) != 2 or index >= count or data[index] != b")":
+            rest = data[index] if index < count else None
+            tail = _SIMPLE_TAIL.match(rest) if isinstance(rest, bytes) else None
+            if len(item) != 2 or tail is None:
                 return None
             (item, literal), index = item, index + 1
         head = _SIMPLE_HEAD.match(item) if isinstance(item, bytes) else None
         if head is None or (head["body"] is None) != (literal is None):
             return None
         values: dict[bytes, Any] = {}
-        for match in _SIMPLE_ITEM.finditer(head["items"]):
-            number_key, number, flags_key, flags, date_key, date, modseq = match.groups()
-            if number_key is not None:
-                values[number_key.upper()] = int(number)
-            elif flags_key is not None:
-                values[b"FLAGS"] = tuple(flags.split())
-            elif date_key is not None:
-                values[b"INTERNALDATE"] = date
-            else:
-                values[b"MODSEQ"] = (int(modseq),)
+        for text in (head["items"], head["last"], tail["items"] if tail else None):
+            if text:
+                _read_items(text, values)
         if literal is not None:
             if int(head["size"]) != len(literal):
                 return None
             values[head["body"].upper()] = literal
         responses.append(values)
     return responses
+
+
+def _read_items(text: bytes, values: dict[bytes, Any]) -> None:
+    """Items that ``_SIMPLE_HEAD`` or ``_SIMPLE_TAIL`` matched, into ``values``."""
+    for match in _SIMPLE_ITEM.finditer(text):
+        number_key, number, flags_key, flags, date_key, date, modseq = match.groups()
+        if number_key is not None:
+            values[number_key.upper()] = int(number)
+        elif flags_key is not None:
+            values[b"FLAGS"] = tuple(flags.split())
+        elif date_key is not None:
+            values[b"INTERNALDATE"] = date
+        else:
+            values[b"MODSEQ"] = (int(modseq),)
 
 
 _MONTHS = {

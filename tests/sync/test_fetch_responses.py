@@ -33,10 +33,13 @@ SIMPLE_SHAPES: list[list[Any]] = [
     [b"5 (uid 8 flags (\\Flagged) modseq (3))"],
     [b"6 (FLAGS (\\Seen))", b"7 (UID 10 FLAGS (\\Seen))"],  # the first is unsolicited: no UID
     [(b"8 (UID 11 RFC822 {3}", b"abc"), b")"],
+    # The body first or in the middle, as servers other than Dovecot may send it.
+    [(b"9 (BODY[] {5}", b"hello"), b" UID 12 FLAGS (\\Seen) INTERNALDATE " + DATE + b")"],
+    [(b"10 (UID 13 BODY[] {2}", b"hi"), b" MODSEQ (5))"],
 ]
 
 OTHER_SHAPES: list[list[Any]] = [
-    [(b"1 (UID 5 BODY[] {5}", b"hello"), b" FLAGS (\\Seen))"],  # an item after the body
+    [(b"1 (UID 5 BODY[] {5}", b"hello"), b" X-GM-THRID 77)"],  # an unknown item after it
     [b"2 (UID 6 BODY[] NIL)"],
     [b"3 (UID 7 X-GM-LABELS (\\Inbox) FLAGS ())"],
     [(b"4 (UID 8 BODY[HEADER] {5}", b"hello"), b")"],
@@ -57,7 +60,11 @@ def test_other_shapes_go_to_imapclient(data: list[Any]) -> None:
 
 
 def test_a_mixed_response_is_read_whole_by_imapclient() -> None:
-    data = [*SIMPLE_SHAPES[0], (b"3 (UID 12 BODY[] {2}", b"hi"), b" FLAGS (\\Answered))"]
+    data = [
+        *SIMPLE_SHAPES[0],
+        (b"3 (UID 12 BODY[] {2}", b"hi"),
+        b" X-GM-THRID 7 FLAGS (\\Answered))",
+    ]
     messages = _parse_fetch(data)
     assert sorted(messages) == [5, 9, 12]
     assert messages[5].body == b"hello" and messages[5].flags == (b"\\Seen", b"$Forwarded")
