@@ -177,18 +177,15 @@ def _general_responses(data: list[Any]) -> Iterator[dict[bytes, Any]]:
 # The responses an initial sync reads by the thousand: "<seq> (<items>)", or, with a message
 # body, "<seq> (<items> BODY[] {<size>}" + the literal + "<items>)" (Dovecot puts the body
 # last, other servers may not). Items are the few the engine asks for, in any order, each with
-# a value of one fixed shape.
-_ITEM = rb'(?:UID \d+|RFC822\.SIZE \d+|FLAGS \([^()]*\)|INTERNALDATE "[^"]*"|MODSEQ \(\d+\))'
+# a value of one fixed shape. One pattern for an item: its groups serve ``_read_items``.
+_ITEM = rb'(UID|RFC822\.SIZE) (\d+)|(FLAGS) \(([^()]*)\)|(INTERNALDATE) "([^"]*)"|MODSEQ \((\d+)\)'
+_SIMPLE_ITEM = re.compile(_ITEM, re.I)
 _SIMPLE_HEAD = re.compile(
-    rb"\d+ \((?P<items>(?:%s )*)(?:(?P<body>BODY\[\]|RFC822) \{(?P<size>\d+)\}|(?P<last>%s)\))\Z"
-    % (_ITEM, _ITEM),
+    rb"\d+ \((?P<items>(?:(?:%s) )*)"
+    rb"(?:(?P<body>BODY\[\]|RFC822) \{(?P<size>\d+)\}|(?P<last>%s)\))\Z" % (_ITEM, _ITEM),
     re.I,
 )
-_SIMPLE_TAIL = re.compile(rb"(?P<items>(?: %s)*)\)\Z" % _ITEM, re.I)
-_SIMPLE_ITEM = re.compile(
-    rb'(UID|RFC822\.SIZE) (\d+)|(FLAGS) \(([^()]*)\)|(INTERNALDATE) "([^"]*)"|MODSEQ \((\d+)\)',
-    re.I,
-)
+_SIMPLE_TAIL = re.compile(rb"(?P<items>(?: (?:%s))*)\)\Z" % _ITEM, re.I)
 
 
 def _simple_responses(data: list[Any]) -> list[dict[bytes, Any]] | None:
