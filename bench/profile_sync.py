@@ -5,18 +5,26 @@
         .venv/bin/python bench/profile_sync.py [--messages 2000] [--db mailweb_profile]
 
 Seeds a fresh Dovecot like bench/imap_bench.py, syncs it with ``sync.engine.run_sync`` under
-cProfile and prints the top functions by cumulative and own time.
+cProfile and prints the top functions by cumulative and own time. With ``--no-profile`` it
+prints what the pipeline's critical path is made of instead: wall time by stage, the CPU of
+this process's main thread (the commit path's Python half; PostgreSQL's backend is the other),
+CPU by process role (as imap_bench.py counts it) and the machine's busy CPU in all.
+
+Run it on an otherwise idle machine, and not within a minute of deleting a previous run's
+files (see "Why each round waits 65 seconds" in bench/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import os
 import pstats
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -24,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.imap_bench import (  # noqa: E402
+    CpuMeter,
     add_bench_mailbox,
     bench_env,
     corpus_path,
@@ -60,8 +69,39 @@ def _instrument() -> dict[str, float]:
     timed(parse_pool.ParseJob, "result", "waiting for the parse processes")
     timed(folder_sync, "prepare_batch", "prepare (rows, blobs made durable)")
     timed(folder_sync, "store_batch", "store (threading + SQL)")
-    timed(ingest, "insert_new", "  of which inserting messages")
+    timed(ingest, "insert_new", "  store: inserting messages")
+    timed(ingest, "_ThreadIndex", "  store: threading lookups")
+    timed(ingest, "_update_stored_conversations", "  store: updating conversations")
+    timed(ingest, "_adopt_keyless", "  store: adopting sent copies")
+    timed(ingest, "_existing", "  prepare: looking for stored keys")
     return timers
+
+
+def _busy_cpu_seconds() -> float:
+    """CPU time the whole machine has spent busy (everything but idle and iowait)."""
+    with open("/proc/stat") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+class _RoleSampler:
+    """``CpuMeter`` sampled every 0.1 s on a thread (IMAP sessions and connections are short)."""
+
+    def __init__(self) -> None:
+        self.meter = CpuMeter(os.getpid())
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self.meter.sample()
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        self.meter.sample()
+        return self.meter.totals()
 
 
 def main() -> None:
@@ -86,18 +126,34 @@ def main() -> None:
         mailbox = add_bench_mailbox(server)
         timers = _instrument()
         profiler = cProfile.Profile()
+        gc.freeze()  # as the Celery worker does once it has started (mailweb/celery.py)
+        roles = _RoleSampler()
+        busy_before = _busy_cpu_seconds()
         cpu_before = time.process_time()
+        main_before = time.thread_time()
         started = time.perf_counter()
         if args.no_profile:
             report = run_sync(mailbox.pk, raise_errors=True)
         else:
             report = profiler.runcall(run_sync, mailbox.pk, raise_errors=True)
         elapsed = time.perf_counter() - started
+        main_cpu = time.thread_time() - main_before
         cpu = time.process_time() - cpu_before
+        busy = _busy_cpu_seconds() - busy_before
+        by_role = roles.stop()
         print(report)
         print(f"{args.messages} messages in {elapsed:.1f}s ({args.messages / elapsed:.0f}/s)")
         per_message = cpu / args.messages * 1000
-        print(f"CPU of this process (both threads): {cpu:.1f}s, {per_message:.2f} ms/msg")
+        print(f"CPU of this process (all threads): {cpu:.1f}s, {per_message:.2f} ms/msg")
+        print(f"  of which the main thread (commits): {main_cpu:.1f}s")
+        print(
+            "CPU by role, ms/msg: "
+            + ", ".join(
+                f"{role} {seconds / args.messages * 1000:.3f}" for role, seconds in by_role.items()
+            )
+        )
+        share = busy / elapsed / (os.cpu_count() or 1)
+        print(f"machine busy: {busy:.1f} CPU-s, {share:.0%} of all cores")
         resyncs = []
         for _ in range(5):
             started = time.perf_counter()
