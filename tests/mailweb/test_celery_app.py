@@ -10,7 +10,6 @@ import mailweb.celery  # noqa: F401 - connects the hooks
 
 @pytest.mark.django_db  # worker_ready also records the worker's heartbeat (mailweb.tasks)
 def test_worker_start_freezes_startup_objects_and_later_garbage_is_still_collected():
-    gc.unfreeze()
     try:
         for signal in (worker_ready, worker_process_init):
             gc.unfreeze()
