@@ -6,8 +6,9 @@ One run does everything (see bench/README.md):
 1. generate the corpus (``bench/corpus.py``; cached under ``bench/.cache``) and APPEND it to the
    INBOX of a fresh local Dovecot (the test stand-in from ``tests/fakes``, implicit TLS);
 2. then ``--rounds`` times (default 4), one after the other on the same server, each round
-   starting by deleting what the previous one stored (Maildir, blob store, database) and
-   waiting for the filesystem to settle, who goes first rotating from round to round:
+   starting by moving what the previous one stored (Maildir, blob store) out of the way and
+   re-creating the database, who goes first rotating from round to round (nothing is deleted
+   until the run ends, see ``_set_aside_previous_round``):
    a. mbsync pulls INBOX into an empty Maildir (initial), then runs five more times with
       nothing to do (resync);
    b. Mailweb: a fresh PostgreSQL database and blob store, the mailbox added as a password IMAP
@@ -17,11 +18,12 @@ One run does everything (see bench/README.md):
       then five no-change resyncs, CPU by process and the worker's peak RSS;
    c. the store is checked against the server (same messages, no duplicates);
 3. the figures of every round and their medians are printed and written to
-   ``bench/results/<timestamp>.json``. mbsync's time varies from round to round with the
-   disk's fsync latency, Mailweb's with CPU contention, hence the rounds and the medians.
+   ``bench/results/<timestamp>.json``. Both tools' times vary from round to round (the disk,
+   the neighbours on the host), hence the rounds and the medians.
 
 Usage (PostgreSQL and Redis must be reachable; the database named by --db is dropped and
-re-created)::
+re-created; the work directory needs about 450 MB per round, deleted at the end; leave six
+minutes between the end of one run and the start of the next: see ``_set_aside_previous_round``)::
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres REDIS_URL=redis://127.0.0.1:6379/12 \\
         .venv/bin/python bench/imap_bench.py [--messages 10000] [--seed 1] [--rounds 3] \\
@@ -54,9 +56,6 @@ from bench.corpus import generate  # noqa: E402
 
 USER = "bench@bench.example"
 PASSWORD = "bench-password-1"  # a throwaway local Dovecot user
-#: How long ext4 without a journal avoids reusing a deleted inode whose inode-table block has
-#: been written back (``RECENTCY_MIN`` in the kernel's fs/ext4/ialloc.c).
-EXT4_RECENTLY_DELETED_SECONDS = 60
 
 
 # --- corpus ----------------------------------------------------------------------------------
@@ -503,12 +502,6 @@ def main() -> None:
     parser.add_argument("--db", default="mailweb_bench", help="database to (re)create")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument(
-        "--set-aside",
-        action="store_true",
-        help="move the previous round's files out of the way instead of deleting them (needs "
-        "about 450 MB of disk per round, freed at the end)",
-    )
-    parser.add_argument(
         "--baseline",
         type=Path,
         help="another checkout of Mailweb (e.g. a git worktree of an older commit) whose sync "
@@ -540,10 +533,10 @@ def main() -> None:
         print(f"seeded {count} messages ({size / 1e6:.1f} MB)", flush=True)
         for number in range(args.rounds):
             round_dir = workdir / f"round-{number + 1}"
-            _clear_previous_round(workdir, base_db, args.db, set_aside=args.set_aside)
+            _set_aside_previous_round(workdir, base_db, args.db)
             round_dir.mkdir()
-            # Who goes first rotates from round to round (mbsync, this checkout and a baseline):
-            # a run right after the idle wait has been slower than one right after another run.
+            # Who goes first rotates from round to round (mbsync, this checkout and a baseline),
+            # so that neither gains from its place.
             codes = {"mailweb": ROOT, **({"baseline": args.baseline} if args.baseline else {})}
             order = ["mbsync", *codes]
             order = order[number % len(order) :] + order[: number % len(order)]
@@ -556,9 +549,7 @@ def main() -> None:
                     continue
                 if any(other in measured for other in codes):
                     # the other checkout ran already in this round: its store goes first
-                    _clear_previous_round(
-                        workdir, base_db, args.db, keep_maildir=True, set_aside=args.set_aside
-                    )
+                    _set_aside_previous_round(workdir, base_db, args.db, keep_maildir=True)
                 result = bench_mailweb(
                     server,
                     workdir,
@@ -593,7 +584,7 @@ def main() -> None:
     results["summary"] = _summary(results["rounds"], count)
     results["machine"] = machine
     results["parse_processes"] = os.environ.get("MAILWEB_SYNC_PARSE_PROCESSES") or "default"
-    results["previous_rounds"] = "set aside" if args.set_aside else "deleted"
+    results["previous_rounds"] = "set aside"
     if args.baseline:
         results["baseline"] = str(args.baseline)
     out = ROOT / "bench" / "results"
@@ -607,7 +598,7 @@ def filesystem_of(path: Path) -> dict[str, Any]:
     """The mount holding ``path``: device, type, and whether it journals (ext4's jbd2).
 
     The journal matters here: without one, ext4 pays for every recently deleted inode it skips
-    when it creates a file (see ``_clear_previous_round``), and both tools create a file per
+    when it creates a file (see ``_set_aside_previous_round``), and both tools create a file per
     message.
     """
     stat = os.stat(path)
@@ -631,40 +622,31 @@ def filesystem_of(path: Path) -> dict[str, Any]:
     }
 
 
-def _clear_previous_round(
-    workdir: Path,
-    base_db: str,
-    db_name: str,
-    *,
-    keep_maildir: bool = False,
-    set_aside: bool = False,
+def _set_aside_previous_round(
+    workdir: Path, base_db: str, db_name: str, *, keep_maildir: bool = False
 ) -> None:
-    """Remove what the previous round stored (both tools' copies) before either runs again.
+    """Move what the previous round stored out of the way, and re-create the database.
 
-    Then wait until the filesystem no longer treats the deleted inodes as recently deleted.
-    ext4 without a journal (as on this machine) does not reuse an inode for 60 s after its
-    deletion (300 s while its inode-table block is still dirty, hence the ``os.sync()``), and
-    it pays a buffer-cache lookup for every such inode it skips whenever it allocates one
-    (``recently_deleted`` in fs/ext4/ialloc.c). Creating 10,000 files right after deleting
-    20,000 cost 1.0-1.4 ms of kernel time per file under perf, 60 % of it in that function.
-    Both tools create a file per message, so without the wait each round measured the previous
-    round's cleanup. With ``set_aside`` nothing is deleted until the run ends: the files are
-    moved out of the way (a rename frees no inode), so no round creates files among recently
-    deleted ones, whatever the wait.
+    Nothing is deleted until the run ends, because deleting makes the next file creations
+    dearer for whichever tool comes first. ext4 without a journal (as on these machines) does
+    not reuse an inode for 60 s after its deletion, 360 s while its inode-table block is dirty,
+    and every allocation pays a buffer-cache lookup for each such inode it skips
+    (``recently_deleted`` in the kernel's fs/ext4/ialloc.c). When rounds began by deleting the
+    previous round's 20,000 files and waiting 65 s, mbsync took 5.1-7.9 s (2.6-5.9 CPU-s) in
+    every round it went first and 3.8-4.4 s (1.9-2.3 CPU-s) in every round it went second,
+    while Mailweb's time did not depend on its place (its files are written off its critical
+    path); with nothing deleted, mbsync took 4.0-4.6 s whether the machine had been idle or
+    busy before. A rename frees no inode.
     """
     stored = [] if keep_maildir else list(workdir.glob("round-*"))
     stored.append(workdir / "blobs")
     aside = workdir / "set-aside"
+    aside.mkdir(exist_ok=True)
     for number, previous in enumerate(p for p in stored if p.exists()):
-        if set_aside:
-            aside.mkdir(exist_ok=True)
-            previous.rename(aside / f"{time.monotonic_ns()}-{number}-{previous.name}")
-        else:
-            shutil.rmtree(previous, ignore_errors=True)
+        previous.rename(aside / f"{time.monotonic_ns()}-{number}-{previous.name}")
     _drop_connections()
     recreate_database(base_db, db_name)
     os.sync()
-    time.sleep(EXT4_RECENTLY_DELETED_SECONDS + 5)
 
 
 def _drop_connections() -> None:
