@@ -10,8 +10,8 @@ prints what the pipeline's critical path is made of instead: wall time by stage,
 this process's main thread (the commit path's Python half; PostgreSQL's backend is the other),
 CPU by process role (as imap_bench.py counts it) and the machine's busy CPU in all.
 
-Run it on an otherwise idle machine, and not within a minute of deleting a previous run's
-files (see "Why each round waits 65 seconds" in bench/README.md).
+Run it on an otherwise idle machine, and not within six minutes of deleting a previous run's
+files (see "Correction" in bench/README.md).
 """
 
 from __future__ import annotations
