@@ -266,3 +266,56 @@ def test_action_during_a_list_refresh_still_refreshes_the_list(
     deadline = time.monotonic() + 5
     while answering and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def test_action_right_after_a_list_refresh_still_refreshes_the_list(
+    page: Any, live_server: Any, team: dict[str, Any]
+) -> None:
+    """An action's "inbox-changed" a few milliseconds after a list refresh landed is not lost.
+
+    htmx binds a swapped-in element's triggers when the swap settles, 20 ms later by default;
+    an event in between found no listener, and a conversation closed then stayed in the list
+    until the next 15-second poll (a CI run of the flow test above failed so). The list now
+    settles at once (``settle:0ms``), so its new element listens from the moment it is in.
+    Here the browser's network is held: the refresh is answered with the list as it was before
+    the close, and the close's answer follows it at once.
+    """
+    conversation: Conversation = team["conversation"]
+    sign_in_cookie(page, live_server, team["me"])
+    page.goto(f"{live_server.url}/c/{conversation.pk}/")
+    row = page.locator(f'.conv-row[data-conversation="{conversation.pk}"]')
+    row.wait_for()
+
+    held: dict[str, Any] = {}
+
+    def hold_first(name: str) -> Any:
+        def handle(route: Any) -> None:
+            if name in held:
+                route.continue_()
+            else:
+                held[name] = route
+
+        return handle
+
+    page.route(re.compile(r"/live/inbox"), hold_first("list"))
+    page.route(re.compile(rf"/c/{conversation.pk}/status"), hold_first("close"))
+
+    page.evaluate("htmx.trigger(document.body, 'inbox-changed')")
+    _wait_for_request(page, held, "list")
+    stale_list = held["list"].fetch()  # read before the close
+    page.locator("body").press("e")
+    _wait_for_request(page, held, "close")
+    closed = held["close"].fetch()
+    held["list"].fulfill(response=stale_list)
+    held["close"].fulfill(response=closed)
+
+    page.locator("#conv-status", has_text="Closed").wait_for()
+    row.wait_for(state="detached", timeout=8000)
+
+
+def _wait_for_request(page: Any, held: dict[str, Any], name: str) -> None:
+    """Let the browser run until the route handler has held the request called ``name``."""
+    deadline = time.monotonic() + 5
+    while name not in held:
+        assert time.monotonic() < deadline, f"the {name} request was never made"
+        page.wait_for_timeout(10)
