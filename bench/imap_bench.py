@@ -658,16 +658,13 @@ def _set_aside_previous_round(
 ) -> None:
     """Move what the previous round stored out of the way, and re-create the database.
 
-    Nothing is deleted until the run ends, because deleting makes the next file creations
-    dearer for whichever tool comes first. ext4 without a journal (as on these machines) does
-    not reuse an inode for 60 s after its deletion, 360 s while its inode-table block is dirty,
-    and every allocation pays a buffer-cache lookup for each such inode it skips
-    (``recently_deleted`` in the kernel's fs/ext4/ialloc.c). When rounds began by deleting the
-    previous round's 20,000 files and waiting 65 s, mbsync took 5.1-7.9 s (2.6-5.9 CPU-s) in
-    every round it went first and 3.8-4.4 s (1.9-2.3 CPU-s) in every round it went second,
-    while Mailweb's time did not depend on its place (its files are written off its critical
-    path); with nothing deleted, mbsync took 4.0-4.6 s whether the machine had been idle or
-    busy before. A rename frees no inode.
+    Nothing is deleted until the run ends (a rename frees no inode), because deleting makes the
+    next file creations dearer for whichever tool comes first: ext4 without a journal (as on
+    these machines) does not reuse an inode for 60 s after its deletion, 360 s while its
+    inode-table block is dirty, and every allocation pays a buffer-cache lookup for each such
+    inode it skips (``recently_deleted`` in the kernel's fs/ext4/ialloc.c). mbsync creates its
+    files on its critical path and Mailweb off it, so the deletions biased the ratio; the
+    measurements are under "Correction" in bench/README.md.
     """
     stored = [] if keep_maildir else list(workdir.glob("round-*"))
     stored.append(workdir / "blobs")
