@@ -539,6 +539,12 @@ def main() -> None:
         "runs in every round too, taking turns with this one and mbsync",
     )
     args = parser.parse_args()
+    if args.baseline and (differing := differing_migrations(ROOT, args.baseline)):
+        sys.exit(
+            f"--baseline {args.baseline} has other migrations than this checkout "
+            f"({', '.join(differing)}): its worker would sync into this checkout's schema, "
+            "so the comparison would not be of the two versions"
+        )
     base_db = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/12")
     if not shutil.which("mbsync"):
@@ -675,6 +681,25 @@ def _set_aside_previous_round(
     _drop_connections()
     recreate_database(base_db, db_name)
     os.sync()
+
+
+def differing_migrations(ours: Path, theirs: Path) -> list[str]:
+    """The migration files that differ between two checkouts (added, removed or changed).
+
+    Every round migrates one database with this checkout's migrations and runs both workers
+    against it. A baseline whose migrations differ would sync into a schema it was not written
+    for (a search column it does not know of filled or not filled for it, say), and the
+    comparison would be of something else than the two versions.
+    """
+
+    def migrations(root: Path) -> dict[str, bytes]:
+        return {
+            str(path.relative_to(root)): path.read_bytes()
+            for path in sorted(root.glob("*/migrations/*.py"))
+        }
+
+    mine, other = migrations(ours), migrations(theirs)
+    return sorted(name for name in mine.keys() | other.keys() if mine.get(name) != other.get(name))
 
 
 def _drop_connections() -> None:
