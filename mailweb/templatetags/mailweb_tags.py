@@ -1,6 +1,6 @@
 """Small template helpers for the inbox: address lists, timeline sentences, counters."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django import template
@@ -8,6 +8,7 @@ from django.template.defaultfilters import capfirst
 from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.timesince import timesince
 
 from mailweb.models import Activity
 from mailweb.selectors import unread_notification_count
@@ -37,6 +38,19 @@ def addresses(pairs: Any) -> str:
 def initials(text: str) -> str:
     words = [word for word in (text or "?").replace("@", " ").replace(".", " ").split() if word]
     return "".join(word[0] for word in words[:2]).upper() or "?"
+
+
+@register.filter
+def ago(value: datetime | None) -> str:
+    """Say "just now" within the last minute, else "3 minutes ago" (Django's ``timesince``).
+
+    A mailbox that synced seconds ago would otherwise read "0 minutes ago".
+    """
+    if value is None:
+        return ""
+    if timezone.now() - value < timedelta(minutes=1):
+        return "just now"
+    return f"{timesince(value)} ago"
 
 
 @register.filter

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from accounts.models import MailAccount, MailboxAccess, User
 from mailweb import actions
-from mailweb.models import Label
+from mailweb.models import Folder, Label
 from tests.browser.conftest import sign_in_cookie
 from tests.mailweb.factories import deliver
 
@@ -56,7 +56,9 @@ def test_take_screenshots(browser: Any, live_server: Any) -> None:
         method="imap_password",
         imap_host="x",
     )
-    me = User.objects.create_user("mo@acme.example", "correct horse battery", name="Mo Khan")
+    me = User.objects.create_user(
+        "mo@acme.example", "correct horse battery", name="Mo Khan", role=User.Role.ADMIN
+    )
     ana = User.objects.create_user("ana@acme.example", "correct horse battery", name="Ana Lima")
     for person in (me, ana):
         for box in (support, billing):
@@ -153,4 +155,61 @@ def test_take_screenshots(browser: Any, live_server: Any) -> None:
     tab.wait_for_timeout(300)
     tab.screenshot(path=str(OUT / "inbox-narrow.png"))
     narrow.close()
+    _mailboxes_screenshot(browser, live_server, me, support, billing)
     assert (OUT / "inbox.png").stat().st_size > 10000
+
+
+def _mailboxes_screenshot(
+    browser: Any, live_server: Any, admin: User, synced: MailAccount, syncing: MailAccount
+) -> None:
+    """The Mailboxes page: one mailbox up to date, one halfway through its initial sync, one
+    whose token was revoked."""
+    now = timezone.now()
+    # deliver() made each mailbox's INBOX; the figures are set on it.
+    Folder.objects.update_or_create(
+        mailbox=synced,
+        name="INBOX",
+        defaults={
+            "role": Folder.Role.INBOX,
+            "sync_enabled": True,
+            "server_count": 6,
+            "synced_count": 6,
+            "initial_sync_started_at": now - timedelta(days=3),
+            "initial_sync_done_at": now - timedelta(days=3),
+            "last_synced_at": now,
+        },
+    )
+    MailAccount.objects.filter(pk=synced.pk).update(status="active", last_sync_at=now)
+    for name, role, server, done in (
+        ("INBOX", Folder.Role.INBOX, 18_400, 11_250),
+        ("Sent Items", Folder.Role.SENT, 6_100, 0),
+    ):
+        Folder.objects.update_or_create(
+            mailbox=syncing,
+            name=name,
+            defaults={
+                "role": role,
+                "sync_enabled": True,
+                "server_count": server,
+                "synced_count": done,
+                "initial_sync_started_at": now - timedelta(seconds=95),
+            },
+        )
+    MailAccount.objects.filter(pk=syncing.pk).update(status="syncing", last_sync_at=now)
+    MailAccount.objects.create(
+        address="sales@acme.example",
+        display_name="Sales",
+        method="microsoft_imap",
+        imap_host="outlook.office365.com",
+        status="needs_reconnect",
+        last_error="Microsoft refused the stored sign-in (it was revoked or expired). "
+        "Reconnect the mailbox to resume syncing.",
+    )
+    context = browser.new_context(viewport={"width": 1440, "height": 900}, device_scale_factor=1)
+    page = context.new_page()
+    sign_in_cookie(page, live_server, admin)
+    page.goto(live_server.url + "/mailboxes/")
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(OUT / "mailboxes.png"), full_page=True)
+    context.close()
+    assert (OUT / "mailboxes.png").stat().st_size > 10000

@@ -54,6 +54,25 @@ def test_lists_mailboxes_with_state_and_progress(
     assert "css/mailboxes.css" in html
 
 
+def test_large_counts_are_grouped_and_a_fresh_sync_reads_just_now(
+    admin_client: Client, mailbox: MailAccount
+) -> None:
+    mailbox.last_sync_at = timezone.now() - timedelta(seconds=20)
+    mailbox.save()
+    Folder.objects.create(
+        mailbox=mailbox,
+        name="INBOX",
+        sync_enabled=True,
+        server_count=24_500,
+        synced_count=11_250,
+        initial_sync_started_at=timezone.now() - timedelta(seconds=95),
+    )
+    html = admin_client.get("/mailboxes/").content.decode()
+    assert "11,250 of 24,500 messages" in html
+    assert '<progress max="24500" value="11250"' in html  # the bar keeps plain numbers
+    assert "just now" in html and "0\xa0minutes" not in html
+
+
 def test_empty_and_unconfigured_states(admin_client: Client, settings: Any) -> None:
     settings.MICROSOFT_CLIENT_ID = ""
     html = admin_client.get("/mailboxes/").content.decode()
