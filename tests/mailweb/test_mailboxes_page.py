@@ -19,19 +19,26 @@ def admin_client(client: Client, admin_user: User) -> Client:
     return client
 
 
+def _inbox_in_first_sync(
+    mailbox: MailAccount, *, on_server: int, synced: int, seconds: int
+) -> None:
+    """An INBOX whose initial sync started ``seconds`` ago and has stored ``synced`` messages."""
+    Folder.objects.create(
+        mailbox=mailbox,
+        name="INBOX",
+        sync_enabled=True,
+        server_count=on_server,
+        synced_count=synced,
+        initial_sync_started_at=timezone.now() - timedelta(seconds=seconds),
+    )
+
+
 def test_lists_mailboxes_with_state_and_progress(
     admin_client: Client, member_with_access: User, mailbox: MailAccount
 ) -> None:
     mailbox.last_sync_at = timezone.now() - timedelta(minutes=3)
     mailbox.save()
-    Folder.objects.create(
-        mailbox=mailbox,
-        name="INBOX",
-        sync_enabled=True,
-        server_count=400,
-        synced_count=100,
-        initial_sync_started_at=timezone.now() - timedelta(seconds=60),
-    )
+    _inbox_in_first_sync(mailbox, on_server=400, synced=100, seconds=60)
     broken = MailAccount.objects.create(
         address="sales@contoso.example",
         method=MailAccount.Method.MICROSOFT_IMAP,
@@ -59,14 +66,7 @@ def test_large_counts_are_grouped_and_a_fresh_sync_reads_just_now(
 ) -> None:
     mailbox.last_sync_at = timezone.now() - timedelta(seconds=20)
     mailbox.save()
-    Folder.objects.create(
-        mailbox=mailbox,
-        name="INBOX",
-        sync_enabled=True,
-        server_count=24_500,
-        synced_count=11_250,
-        initial_sync_started_at=timezone.now() - timedelta(seconds=95),
-    )
+    _inbox_in_first_sync(mailbox, on_server=24_500, synced=11_250, seconds=95)
     html = admin_client.get("/mailboxes/").content.decode()
     assert "11,250 of 24,500 messages" in html
     assert '<progress max="24500" value="11250"' in html  # the bar keeps plain numbers
