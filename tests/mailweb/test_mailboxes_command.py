@@ -29,7 +29,7 @@ def _setup() -> MailAccount:
         name="Inbox",
         role="inbox",
         sync_enabled=True,
-        server_count=3,
+        server_count=12_000,
         synced_count=2,
     )
     Folder.objects.create(mailbox=mailbox, name="Junk Email", sync_enabled=False)
@@ -55,7 +55,7 @@ def test_text_output(db: None) -> None:
     assert "status:        active" in text
     assert "min ago" in text and "(in 50 min)" in text
     assert "folder Inbox: 2 messages" in text and "Junk Email" not in text
-    assert "progress:      2/3 messages" in text
+    assert "progress:      2/12,000 messages" in text  # grouped for reading; --json is plain
     assert "broken@contoso.example" in text and "needs_reconnect [revoked]" in text
     assert "AADSTS50173" in text and "last sync:     never" in text
     assert "secret" not in text
@@ -76,7 +76,7 @@ def test_json_output(db: None) -> None:
     assert ops["last_sync_at"].startswith(str(timezone.now().year))
     assert ops["access_token_expires_at"]
     assert ops["folders"] == [{"name": "Inbox", "role": "inbox", "messages": 2}]
-    assert ops["progress"] == {"synced": 2, "total": 3, "eta_seconds": None}
+    assert ops["progress"] == {"synced": 2, "total": 12000, "eta_seconds": None}
     assert data["mailboxes"][0]["access_token_expires_at"] is None
     assert "secret" not in out.getvalue()
 

@@ -87,12 +87,12 @@ class Command(BaseCommand):
             self.stdout.write(f"  last error:    {report['last_error']}")
         progress = report["progress"]
         if progress["total"]:
-            line = f"{progress['synced']}/{progress['total']} messages"
+            line = f"{progress['synced']:,}/{progress['total']:,} messages"
             if progress["eta_seconds"] is not None:
                 line += f", about {max(1, round(progress['eta_seconds'] / 60))} min left"
             self.stdout.write(f"  progress:      {line}")
         for folder in report["folders"]:
-            self.stdout.write(f"  folder {folder['name']}: {folder['messages']} messages")
+            self.stdout.write(f"  folder {folder['name']}: {folder['messages']:,} messages")
         if not report["folders"]:
             self.stdout.write("  folders:       none synced yet")
 
