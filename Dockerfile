@@ -30,8 +30,12 @@ COPY --chown=mailweb:mailweb mailweb ./mailweb
 COPY --chown=mailweb:mailweb sync ./sync
 COPY --chown=mailweb:mailweb templates ./templates
 COPY --chown=mailweb:mailweb static ./static
-# collectstatic needs settings that import; these build-time values never reach a container.
-RUN DEBUG=true SECRET_KEY=build-only python manage.py collectstatic --no-input -v 0
+# collectstatic runs under the production settings (DEBUG off), so that it writes the hashed,
+# compressed files and the manifest that the containers serve; without the manifest every page
+# is a server error. Production settings refuse to import without these three, and these
+# build-time values never reach a container.
+RUN SECRET_KEY=build-only MAILWEB_TOKEN_KEYS=build-only ALLOWED_HOSTS=build.invalid \
+    python manage.py collectstatic --no-input -v 0
 USER mailweb
 VOLUME ["/data"]
 EXPOSE 8000

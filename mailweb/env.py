@@ -3,6 +3,11 @@
 Settings read every value through these helpers so that a typo in a boolean or a number fails
 loudly at start-up instead of silently turning a feature off. Secrets also accept a ``NAME_FILE``
 variant pointing at a file, which is how Docker secrets and Kubernetes mounts hand them over.
+
+A blank value counts as unset everywhere: .env.example lists every variable with an empty value
+meaning "the default", and docker compose passes those lines on as set-but-empty variables. Read
+as "", they would turn STATIC_ROOT and MAILWEB_BLOB_DIR into the working directory and switch
+secure cookies off.
 """
 
 import os
@@ -11,20 +16,26 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _raw(name: str) -> str | None:
+    """The variable stripped, or None when it is unset or blank."""
+    value = os.environ.get(name, "").strip()
+    return value or None
 
 
 def env_str(name: str, default: str = "") -> str:
-    """The variable as a string, stripped; ``default`` when unset."""
-    return os.environ.get(name, default).strip()
+    """The variable as a string, stripped; ``default`` when unset or blank."""
+    return _raw(name) or default
 
 
 def env_bool(name: str, default: bool = False) -> bool:
     """``1/true/yes/on`` or ``0/false/no/off`` (any case); anything else is an error."""
-    raw = os.environ.get(name)
+    raw = _raw(name)
     if raw is None:
         return default
-    value = raw.strip().lower()
+    value = raw.lower()
     if value in _TRUE:
         return True
     if value in _FALSE:
@@ -34,18 +45,18 @@ def env_bool(name: str, default: bool = False) -> bool:
 
 def env_int(name: str, default: int) -> int:
     """The variable as an integer; a non-integer is a configuration error."""
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
+    raw = _raw(name)
+    if raw is None:
         return default
     try:
-        return int(raw.strip())
+        return int(raw)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
 
 
 def env_list(name: str, default: list[str] | None = None) -> list[str]:
-    """A comma-separated list with blanks dropped."""
-    raw = os.environ.get(name)
+    """A comma-separated list with blank items dropped; ``default`` when unset or blank."""
+    raw = _raw(name)
     if raw is None:
         return list(default or [])
     return [item.strip() for item in raw.split(",") if item.strip()]
@@ -53,10 +64,10 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
 
 def env_secret(name: str, default: str = "") -> str:
     """A secret from ``NAME`` or, when that is unset, from the file named by ``NAME_FILE``."""
-    value = os.environ.get(name, "").strip()
+    value = _raw(name)
     if value:
         return value
-    path = os.environ.get(f"{name}_FILE", "").strip()
+    path = _raw(f"{name}_FILE")
     if path:
         try:
             return Path(path).read_text().strip()

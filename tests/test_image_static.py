@@ -1,0 +1,98 @@
+"""The image's collectstatic step writes what production pages need.
+
+The Dockerfile collects static files at build time and the containers run with DEBUG off, which
+serves them through a manifest of hashed names. A build that collects them under development
+settings writes no manifest, and then every page of the deployment is a server error. This test
+runs the Dockerfile's own collectstatic line, then renders the sign-in page under production
+settings from what it wrote.
+"""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.smoke
+
+_PRODUCTION = {
+    "SECRET_KEY": "x" * 50,
+    "MAILWEB_TOKEN_KEYS": "ZmRlYnVnZmRlYnVnZmRlYnVnZmRlYnVnZmRlYnVnMTI=",
+    "ALLOWED_HOSTS": "mail.example.com",
+}
+
+_SIGN_IN_PAGE = """
+import django
+django.setup()
+from django.test import Client
+client = Client()
+page = client.get("/login/", HTTP_HOST="mail.example.com", secure=True)
+print(page.status_code)
+for url in sorted(set(__import__("re").findall(r'(?:href|src)="(/static/[^"]+)"', page.text))):
+    print(url, client.get(url, HTTP_HOST="mail.example.com", secure=True).status_code)
+"""
+
+
+def _collectstatic_run() -> tuple[dict[str, str], list[str]]:
+    """The variables and command of the Dockerfile's RUN line that calls collectstatic."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    runs = [row for row in text.splitlines() if row.startswith("RUN")]
+    line = next(row for row in runs if "collectstatic" in row)
+    words = shlex.split(line.removeprefix("RUN"))
+    env = {}
+    while re.fullmatch(r"[A-Z_]+=.*", words[0]):
+        name, _, value = words.pop(0).partition("=")
+        env[name] = value
+    return env, words
+
+
+def _clean_env(data_dir: Path, static_root: Path, **extra: str) -> dict[str, str]:
+    """This process's environment without the test and development switches."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MAILWEB_", "DEBUG", "DATABASE_URL", "REDIS_URL", "SECRET_KEY"))
+    }
+    env.pop("PYTEST_CURRENT_TEST", None)
+    return {
+        **env,
+        "DJANGO_SETTINGS_MODULE": "mailweb.settings",
+        "MAILWEB_DATA_DIR": str(data_dir),
+        "STATIC_ROOT": str(static_root),
+        **extra,
+    }
+
+
+def test_the_images_static_files_serve_the_production_sign_in_page(tmp_path: Path) -> None:
+    build_env, command = _collectstatic_run()
+    assert command[:3] == ["python", "manage.py", "collectstatic"]
+    static_root = tmp_path / "static"
+    collected = subprocess.run(
+        [sys.executable, *command[1:]],
+        cwd=ROOT,
+        env=_clean_env(tmp_path, static_root, **build_env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert collected.returncode == 0, collected.stderr
+    assert (static_root / "staticfiles.json").is_file()
+
+    served = subprocess.run(
+        [sys.executable, "-c", _SIGN_IN_PAGE],
+        cwd=ROOT,
+        env=_clean_env(tmp_path, static_root, **_PRODUCTION),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert served.returncode == 0, served.stderr
+    status, *assets = served.stdout.splitlines()
+    assert status == "200"
+    assert any(re.search(r"/static/css/app\.[0-9a-f]{12}\.css 200$", row) for row in assets), assets
+    assert all(row.endswith(" 200") for row in assets), assets
