@@ -61,6 +61,15 @@ def test_text_output(db: None) -> None:
     assert "secret" not in text
 
 
+def test_a_sync_that_just_finished_reads_just_now(db: None) -> None:
+    mailbox = _setup()
+    mailbox.last_sync_at = timezone.now() - timedelta(milliseconds=300)
+    mailbox.save()
+    out = StringIO()
+    call_command("mailboxes", stdout=out)
+    assert "(just now)" in out.getvalue() and "(in 0s)" not in out.getvalue()
+
+
 def test_json_output(db: None) -> None:
     mailbox = _setup()
     out = StringIO()

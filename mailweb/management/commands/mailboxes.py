@@ -102,9 +102,13 @@ def _when(value: str | None) -> str:
         return "never"
     moment = datetime.fromisoformat(value)
     local = timezone.localtime(moment)
-    delta = moment - timezone.now()
-    seconds = int(delta.total_seconds())
-    relative = f"in {_span(seconds)}" if seconds >= 0 else f"{_span(-seconds)} ago"
+    seconds = round((moment - timezone.now()).total_seconds())
+    if seconds > 0:
+        relative = f"in {_span(seconds)}"
+    elif seconds > -60:
+        relative = "just now"  # as on the Mailboxes page; "in 0s" read as not yet happened
+    else:
+        relative = f"{_span(-seconds)} ago"
     return f"{local:%Y-%m-%d %H:%M:%S %Z} ({relative})"
 
 
