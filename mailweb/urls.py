@@ -1,13 +1,14 @@
-"""URL map: the inbox pages (mailweb), sign-in and mailboxes (accounts), admin, health."""
+"""URL map: the inbox pages (mailweb), sign-in and mailboxes (accounts), admin.
+
+/healthz is answered by mailweb.healthz_middleware, ahead of host validation.
+"""
 
 from django.contrib import admin
 from django.urls import include, path
 
-from mailweb.views import health
 from mailweb.views import mailboxes as mailbox_views
 
 urlpatterns = [
-    path("healthz", health.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("mailboxes/", mailbox_views.mailbox_list, name="mailboxes"),
     path("mailboxes/add-imap/", mailbox_views.add_imap, name="mailbox_add_imap"),

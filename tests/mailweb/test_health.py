@@ -29,6 +29,22 @@ def test_healthy_with_fresh_heartbeat(client: Client, db: None) -> None:
     assert response["Cache-Control"].startswith("max-age=0")
 
 
+def test_container_checks_are_answered_whatever_the_host(
+    client: Client, db: None, settings: object
+) -> None:
+    """Docker asks http://127.0.0.1:8000/healthz; a deployment allows only its own host name."""
+    settings.ALLOWED_HOSTS = ["mail.example.com"]  # type: ignore[attr-defined]
+    settings.SECURE_SSL_REDIRECT = True  # type: ignore[attr-defined]
+    Heartbeat.objects.create(name="worker", at=timezone.now())
+    response = client.get("/healthz", HTTP_HOST="127.0.0.1:8000")
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "ok"
+    assert client.post("/healthz", HTTP_HOST="127.0.0.1:8000").status_code == 405
+    # Every other path is still host-validated and redirected to HTTPS.
+    assert client.get("/login/", HTTP_HOST="127.0.0.1:8000").status_code == 400
+    assert client.get("/login/", HTTP_HOST="mail.example.com").status_code == 301
+
+
 def test_stale_heartbeat_is_unhealthy(client: Client, db: None) -> None:
     Heartbeat.objects.create(name="worker", at=timezone.now() - timedelta(minutes=10))
     response = client.get("/healthz")
