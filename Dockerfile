@@ -32,10 +32,12 @@ COPY --chown=mailweb:mailweb templates ./templates
 COPY --chown=mailweb:mailweb static ./static
 # collectstatic runs under the production settings (DEBUG off), so that it writes the hashed,
 # compressed files and the manifest that the containers serve; without the manifest every page
-# is a server error. Production settings refuse to import without these three, and these
-# build-time values never reach a container.
+# is a server error. Production settings refuse to import without the first three; these
+# build-time values never reach a container. The data directory points away from /data so that
+# what settings create at import (the broker's folders) does not end up in the blobs volume.
 RUN SECRET_KEY=build-only MAILWEB_TOKEN_KEYS=build-only ALLOWED_HOSTS=build.invalid \
-    python manage.py collectstatic --no-input -v 0
+    MAILWEB_DATA_DIR=/tmp/build-data python manage.py collectstatic --no-input -v 0 \
+    && rm -rf /tmp/build-data
 USER mailweb
 VOLUME ["/data"]
 EXPOSE 8000

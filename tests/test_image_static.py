@@ -48,11 +48,12 @@ def _collectstatic_run() -> tuple[dict[str, str], list[str]]:
     while re.fullmatch(r"[A-Z_]+=.*", words[0]):
         name, _, value = words.pop(0).partition("=")
         env[name] = value
-    return env, words
+    return env, words[: words.index("&&")] if "&&" in words else words
 
 
 def _clean_env(data_dir: Path, static_root: Path, **extra: str) -> dict[str, str]:
-    """This process's environment without the test and development switches."""
+    """This process's environment without the test and development switches, plus ``extra``;
+    files go to ``data_dir`` and ``static_root`` whatever ``extra`` says."""
     env = {
         k: v
         for k, v in os.environ.items()
@@ -61,10 +62,10 @@ def _clean_env(data_dir: Path, static_root: Path, **extra: str) -> dict[str, str
     env.pop("PYTEST_CURRENT_TEST", None)
     return {
         **env,
+        **extra,
         "DJANGO_SETTINGS_MODULE": "mailweb.settings",
         "MAILWEB_DATA_DIR": str(data_dir),
         "STATIC_ROOT": str(static_root),
-        **extra,
     }
 
 
