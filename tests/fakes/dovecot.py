@@ -68,7 +68,8 @@ class DovecotServer(DovecotAdmin):
 
     ``users`` are created up front: an email string for a token-only user, or an
     ``(email, password)`` pair for a password user. ``issuers`` defaults to
-    ``idp.issuers()`` at start.
+    ``idp.issuers()`` at start. ``listen="*"`` and extra ``cert_hostnames`` let containers
+    reach it through the host (tests/compose).
     """
 
     def __init__(
@@ -82,6 +83,8 @@ class DovecotServer(DovecotAdmin):
         users: Iterable[str | tuple[str, str]] = (),
         plain_port: bool = True,
         issuers: Iterable[str] | None = None,
+        listen: str = "127.0.0.1",
+        cert_hostnames: tuple[str, ...] = ("localhost",),
     ) -> None:
         self.tmpdir = Path(tmpdir)
         self.tmpdir.mkdir(parents=True, exist_ok=True)
@@ -91,6 +94,8 @@ class DovecotServer(DovecotAdmin):
         self.exchange_names = exchange_names
         self.folders = dict(EXCHANGE_FOLDERS if exchange_names else STANDARD_FOLDERS)
         self.host = "127.0.0.1"
+        self.listen = listen
+        self.cert_hostnames = cert_hostnames
         self.master_password = "master-" + os.urandom(8).hex()
         self.instance_marker = base64.b64encode(os.urandom(12)).decode()
         self._users = list(users)
@@ -109,7 +114,8 @@ class DovecotServer(DovecotAdmin):
         with contextlib.suppress(FileNotFoundError):
             link.unlink()
         link.symlink_to(runtime)
-        cert = self.ca.issue_server_cert("imap")
+        cert_name = "-".join(("imap", *self.cert_hostnames[1:]))  # the CA caches by name
+        cert = self.ca.issue_server_cert(cert_name, hostnames=self.cert_hostnames)
         mail_user = "nobody"  # Dovecot refuses uid 0 for mail; nobody owns no other files.
         issuers = self._issuers if self._issuers is not None else []
         if self._issuers is None and self.idp is not None:
@@ -128,6 +134,7 @@ class DovecotServer(DovecotAdmin):
             issuers=issuers,
             folders=self.folders,
             capabilities=EXCHANGE_CAPABILITIES if self.hide_capabilities else None,
+            listen=self.listen,
             # Exchange also ends its greeting with a bracketed base64 token.
             greeting=(
                 "The Microsoft Exchange IMAP4 service is ready."

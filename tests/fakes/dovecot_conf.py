@@ -59,6 +59,7 @@ class DovecotLayout:
     folders: dict[str, str | None] = field(default_factory=lambda: dict(STANDARD_FOLDERS))
     capabilities: str | None = None
     greeting: str = "Dovecot (Mailweb tests) ready."
+    listen: str = "127.0.0.1"
 
     @property
     def keys_dir(self) -> Path:
@@ -114,7 +115,7 @@ log_path = {layout.log_path}
 info_log_path = {layout.log_path}
 debug_log_path = {layout.log_path}
 protocols = imap
-listen = 127.0.0.1
+listen = {layout.listen}
 ssl = yes
 ssl_cert = <{layout.cert_path}
 ssl_key = <{layout.key_path}
