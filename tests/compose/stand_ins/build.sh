@@ -10,7 +10,6 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../../.." && pwd)
 mirror=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 debian=mailweb-stand-in/debian:bookworm
-export DOCKER_BUILDKIT=0  # the classic builder, which is all Debian 12's docker.io has
 
 python_image=$(awk '$1 == "FROM" { print $2; exit }' "$root/Dockerfile")
 postgres_image=$(awk '$1 == "image:" && $2 ~ /^postgres:/ { print $2; exit }' "$root/docker-compose.yml")
@@ -32,14 +31,19 @@ ensure_debian() {
 }
 
 build_stand_in() {  # IMAGE NAME: NAME.Dockerfile, built with this directory as its context
-  local context
+  local context log
   context=$(mktemp -d)
+  log=$(mktemp)
   cp "$here"/* "$context"/
   mkdir "$context/extra-ca"
   cp /usr/local/share/ca-certificates/*.crt "$context/extra-ca/" 2>/dev/null || true
   echo "==> building a stand-in for $1"
-  docker build -q -t "$1" -f "$context/$2.Dockerfile" "$context" >/dev/null
-  rm -rf "$context"
+  # The build's output (and the docker client's notice about its builder) only on failure.
+  if ! docker build -q -t "$1" -f "$context/$2.Dockerfile" "$context" >"$log" 2>&1; then
+    cat "$log" >&2
+    exit 1
+  fi
+  rm -rf "$context" "$log"
 }
 
 for pair in "$python_image python" "$postgres_image postgres" "$redis_image redis"; do
