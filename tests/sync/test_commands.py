@@ -143,10 +143,17 @@ def test_progress_bar_draws_counts_rate_and_eta() -> None:
             pass
 
     bar = _Bar(Out(), "box@example.com")
-    bar.update(Progress("INBOX", 10, 100))
-    bar.first = (bar.first[0] - 2.0, 10) if bar.first else None  # two seconds ago
-    bar.update(Progress("INBOX", 50, 100))
+    bar.update(Progress("INBOX", 1_000, 24_500))
+    bar.first = (bar.first[0] - 100.0, 1_000) if bar.first else None  # 100 seconds ago
+    bar.update(Progress("INBOX", 12_250, 24_500))
     bar.finish()
     text = out.getvalue()
-    assert "box@example.com INBOX" in text and "50/100" in text
-    assert "msg/s" in text and "ETA" in text and "#" * 15 in text
+    assert "box@example.com INBOX" in text and "12,250/24,500" in text
+    # 11,250 messages in 100 s: 112 msg/s, and 12,250 to go take 1:49.
+    assert "112 msg/s ETA 1:49" in text and "#" * 15 in text
+
+
+def test_time_left_reads_like_a_clock() -> None:
+    from sync.management.commands.syncnow import _clock
+
+    assert [_clock(s) for s in (0.4, 45, 725, 3723)] == ["0:00", "0:45", "12:05", "1:02:03"]

@@ -96,10 +96,10 @@ class _Bar:
         if elapsed > 0 and done_since > 0:
             rate = done_since / elapsed
             rate_text = f" {rate:.0f} msg/s"
-            eta_text = f" ETA {int((total - progress.synced) / rate)}s"
+            eta_text = f" ETA {_clock((total - progress.synced) / rate)}"
         line = (
             f"\r{self.label} {progress.folder[:20]:<20} [{bar}] "
-            f"{progress.synced}/{total}{rate_text}{eta_text}"
+            f"{progress.synced:,}/{total:,}{rate_text}{eta_text}"
         )
         self.out.write(line.ljust(100), ending="")
         self.out.flush()
@@ -109,3 +109,10 @@ class _Bar:
         if self.drawn:
             self.out.write("\r" + " " * 110 + "\r", ending="")
             sys.stdout.flush()
+
+
+def _clock(seconds: float) -> str:
+    """Time left as terminal progress bars show it: 0:45, 12:05, 1:02:03."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
