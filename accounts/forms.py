@@ -5,7 +5,7 @@ from typing import Any
 from django import forms
 from django.core.validators import MaxValueValidator, MinValueValidator
 
-from accounts.models import MailAccount, User
+from accounts.models import SECURITY_MODES, MailAccount, User
 
 
 class ConnectMicrosoftForm(forms.Form):
@@ -49,6 +49,11 @@ class AddImapMailboxForm(forms.Form):
     display_name = forms.CharField(max_length=200, required=False, label="Display name")
     imap_host = forms.CharField(max_length=255, label="IMAP server")
     imap_port = forms.IntegerField(initial=993, validators=PORT, label="IMAP port")
+    imap_security = forms.ChoiceField(
+        choices=[("", "By port: TLS on 993, else STARTTLS"), *SECURITY_MODES],
+        required=False,
+        label="IMAP encryption",
+    )
     username = forms.CharField(
         max_length=255, required=False, help_text="Leave empty to use the email address."
     )
@@ -59,6 +64,11 @@ class AddImapMailboxForm(forms.Form):
         max_length=255, required=False, label="SMTP server", help_text="For sending replies."
     )
     smtp_port = forms.IntegerField(initial=587, validators=PORT, label="SMTP port")
+    smtp_security = forms.ChoiceField(
+        choices=[("", "By port: TLS on 465, else STARTTLS"), *SECURITY_MODES],
+        required=False,
+        label="SMTP encryption",
+    )
 
     def clean_imap_host(self) -> str:
         return _host(self.cleaned_data["imap_host"])

@@ -83,6 +83,11 @@ class User(AbstractBaseUser, PermissionsMixin):
         return self.name or self.email.split("@")[0]
 
 
+#: How a connection is encrypted: TLS from the first byte, or a plain connection upgraded with
+#: STARTTLS.
+SECURITY_MODES = [("ssl", "TLS"), ("starttls", "STARTTLS")]
+
+
 class MailAccount(models.Model):
     """A connected mailbox (own or shared) and the state of its connection."""
 
@@ -113,14 +118,10 @@ class MailAccount(models.Model):
 
     imap_host = models.CharField(max_length=255, blank=True)
     imap_port = models.PositiveIntegerField(default=993)
-    imap_security = models.CharField(
-        max_length=10, default="ssl", choices=[("ssl", "TLS"), ("starttls", "STARTTLS")]
-    )
+    imap_security = models.CharField(max_length=10, default="ssl", choices=SECURITY_MODES)
     smtp_host = models.CharField(max_length=255, blank=True)
     smtp_port = models.PositiveIntegerField(default=587)
-    smtp_security = models.CharField(
-        max_length=10, default="starttls", choices=[("ssl", "TLS"), ("starttls", "STARTTLS")]
-    )
+    smtp_security = models.CharField(max_length=10, default="starttls", choices=SECURITY_MODES)
     username = models.CharField(
         max_length=255, blank=True, help_text="Login name for password IMAP."
     )

@@ -106,6 +106,8 @@ def add_imap(request: HttpRequest) -> HttpResponse:
                 smtp_host=data["smtp_host"],
                 smtp_port=data["smtp_port"],
                 display_name=data["display_name"],
+                imap_security=data["imap_security"] or None,
+                smtp_security=data["smtp_security"] or None,
             )
         except actions.MailboxConflict as exc:
             form.add_error("address", str(exc))

@@ -122,6 +122,28 @@ def test_add_imap_mailbox_form(admin_client: Client) -> None:
     assert b"s3cret-password" not in admin_client.get("/mailboxes/").content
 
 
+def test_add_imap_mailbox_with_an_explicit_encryption_mode(admin_client: Client) -> None:
+    """Implicit TLS on a port other than 993, and STARTTLS on 465, as some hosts need."""
+    form = {
+        "address": "tls@example.org",
+        "imap_host": "imap.example.org",
+        "imap_port": 10993,
+        "password": "s3cret-password",
+        "smtp_port": 587,
+    }
+    admin_client.post("/mailboxes/add-imap/", form)
+    assert MailAccount.objects.get(address="tls@example.org").imap_security == "starttls"
+    response = admin_client.post(
+        "/mailboxes/add-imap/",
+        {**form, "imap_security": "ssl", "smtp_port": 465, "smtp_security": "starttls"},
+    )
+    assert response.status_code == 302
+    mailbox = MailAccount.objects.get(address="tls@example.org")
+    assert (mailbox.imap_security, mailbox.smtp_security) == ("ssl", "starttls")
+    bad = admin_client.post("/mailboxes/add-imap/", {**form, "imap_security": "plain"})
+    assert bad.status_code == 200 and b"Select a valid choice" in bad.content
+
+
 def test_add_imap_rejects_bad_input_and_microsoft_addresses(admin_client: Client) -> None:
     actions.connect_microsoft_mailbox(
         "ms@contoso.example", method="microsoft_imap", tenant_id="t", refresh_token="r"

@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.actions import MailboxConflict, add_password_mailbox
 from accounts.endpoints import host_and_port
+from accounts.models import SECURITY_MODES
 
 
 class Command(BaseCommand):
@@ -34,12 +35,12 @@ class Command(BaseCommand):
         parser.add_argument("--smtp-host", default="", metavar="HOST[:PORT]")
         parser.add_argument(
             "--imap-security",
-            choices=["ssl", "starttls"],
+            choices=[mode for mode, _ in SECURITY_MODES],
             help="default: ssl on port 993, else starttls",
         )
         parser.add_argument(
             "--smtp-security",
-            choices=["ssl", "starttls"],
+            choices=[mode for mode, _ in SECURITY_MODES],
             help="default: ssl on port 465, else starttls",
         )
         parser.add_argument("--display-name", default="")
