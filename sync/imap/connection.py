@@ -129,7 +129,9 @@ def open_imap(mailbox: MailAccount, *, timeout: float = DEFAULT_TIMEOUT) -> IMAP
     try:
         client = IMAPClient(host, port, ssl=security == "ssl", ssl_context=context, timeout=timeout)
     except CONNECTION_ERRORS as exc:
-        raise ImapUnavailable(f"cannot connect to {host}:{port}: {_describe(exc)}") from None
+        raise ImapUnavailable(
+            f"cannot connect to {host}:{port}: {_describe(exc)}{_security_hint(exc, security)}"
+        ) from None
     client.normalise_times = False
     _stop_protocol_trace(client)
     try:
@@ -200,6 +202,21 @@ def _server_text(exc: BaseException) -> str:
         if marker in text:
             return "authentication failed"
     return text[:300]
+
+
+def _security_hint(exc: BaseException, security: str) -> str:
+    """What to change when the failure looks like the wrong encryption mode for the port.
+
+    A STARTTLS client on a port that expects TLS from the first byte waits for a greeting the
+    server never sends, until it times out; a TLS client on a plain port gets an answer that is
+    not TLS. Both are easy settings to get wrong, and "timed out" alone sends people looking at
+    firewalls.
+    """
+    if security == "starttls" and isinstance(exc, socket.timeout | TimeoutError):
+        return " (if this port expects TLS from the first byte, set the encryption to TLS)"
+    if security == "ssl" and isinstance(exc, ssl.SSLError) and exc.reason == "WRONG_VERSION_NUMBER":
+        return " (the server does not speak TLS on this port: if it offers STARTTLS, set that)"
+    return ""
 
 
 def _describe(exc: BaseException) -> str:

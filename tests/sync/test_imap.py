@@ -141,3 +141,17 @@ def test_starttls_password_mailbox(
     with imap_session(account.refresh()) as client:
         assert client._starttls_done
         assert select(client, "INBOX").exists == 0
+
+
+@pytest.mark.dovecot
+def test_the_wrong_encryption_mode_for_the_port_is_named(
+    imap_account: Callable[..., ImapAccount], dovecot: DovecotServer
+) -> None:
+    account = imap_account(password=True)
+    mailbox = MailAccount.objects.filter(pk=account.mailbox.pk)
+    mailbox.update(imap_port=dovecot.port, imap_security="starttls")  # the implicit-TLS port
+    with pytest.raises(ImapUnavailable, match=r"timed out .*set the encryption to TLS"):
+        open_imap(account.refresh(), timeout=1)
+    mailbox.update(imap_port=dovecot.plain_port, imap_security="ssl")
+    with pytest.raises(ImapUnavailable, match=r"does not speak TLS on this port.*STARTTLS"):
+        open_imap(account.refresh())
