@@ -69,29 +69,22 @@ def _clean_env(data_dir: Path, static_root: Path, **extra: str) -> dict[str, str
     }
 
 
+def _python(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """This interpreter with ``args`` in the checkout, in ``env``."""
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
 def test_the_images_static_files_serve_the_production_sign_in_page(tmp_path: Path) -> None:
     build_env, command = _collectstatic_run()
     assert command[:3] == ["python", "manage.py", "collectstatic"]
     static_root = tmp_path / "static"
-    collected = subprocess.run(
-        [sys.executable, *command[1:]],
-        cwd=ROOT,
-        env=_clean_env(tmp_path, static_root, **build_env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    collected = _python(command[1:], _clean_env(tmp_path, static_root, **build_env))
     assert collected.returncode == 0, collected.stderr
     assert (static_root / "staticfiles.json").is_file()
 
-    served = subprocess.run(
-        [sys.executable, "-c", _SIGN_IN_PAGE],
-        cwd=ROOT,
-        env=_clean_env(tmp_path, static_root, **_PRODUCTION),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    served = _python(["-c", _SIGN_IN_PAGE], _clean_env(tmp_path, static_root, **_PRODUCTION))
     assert served.returncode == 0, served.stderr
     status, *assets = served.stdout.splitlines()
     assert status == "200"

@@ -228,6 +228,14 @@ def test_the_sign_in_page_is_served_with_its_assets(stack: Stack) -> None:
         assert requests.get(stack.url + url, timeout=10).status_code == 200, url
 
 
+def _submit(session: requests.Session, url: str, data: dict[str, str]) -> requests.Response:
+    """GET the form at ``url`` for its CSRF token, then POST ``data`` to it."""
+    form = session.get(url, timeout=10)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
+    assert token, f"no CSRF token in {url}"
+    return session.post(url, data={**data, "csrfmiddlewaretoken": token.group(1)}, timeout=10)
+
+
 def _signed_in(stack: Stack) -> requests.Session:
     """A session of the first admin, with the password `migrate` printed once."""
     printed = re.search(
@@ -235,17 +243,10 @@ def _signed_in(stack: Stack) -> requests.Session:
     )
     assert printed, "migrate printed no password for the first admin"
     session = requests.Session()
-    form = session.get(stack.url + "/login/", timeout=10)
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
-    assert token
-    signed_in = session.post(
+    signed_in = _submit(
+        session,
         stack.url + "/login/",
-        data={
-            "username": "admin@example.com",
-            "password": printed.group(1),
-            "csrfmiddlewaretoken": token.group(1),
-        },
-        timeout=10,
+        {"username": "admin@example.com", "password": printed.group(1)},
     )
     assert signed_in.url.rstrip("/") == stack.url, "sign-in did not lead to the inbox"
     return session
@@ -253,20 +254,17 @@ def _signed_in(stack: Stack) -> requests.Session:
 
 def _add_mailbox(stack: Stack, session: requests.Session) -> None:
     """The Mailboxes page's form, as an admin fills it in (STARTTLS on the plain port)."""
-    form = session.get(stack.url + "/mailboxes/add-imap/", timeout=10)
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
-    assert token
-    added = session.post(
+    added = _submit(
+        session,
         stack.url + "/mailboxes/add-imap/",
-        data={
+        {
             "address": ADDRESS,
             "imap_host": "imap.test",
             "imap_port": str(stack.dovecot.plain_port),
+            "imap_security": "starttls",
             "password": PASSWORD,
             "smtp_port": "587",
-            "csrfmiddlewaretoken": token.group(1),
         },
-        timeout=10,
     )
     assert added.status_code == 200 and ADDRESS in added.text, added.text[:2000]
 
