@@ -5,12 +5,15 @@ server error. This module builds the image from a copy of this checkout, starts 
 from `.env.example` with only the secrets filled in, and checks what a self-hoster sees first:
 every service healthy, the sign-in page with its styles, the first admin's printed password, a
 mailbox added on the Mailboxes page synced by the worker into PostgreSQL, raw messages in the
-blobs volume, and new mail pushed by the `idle` service.
+blobs volume, new mail pushed by the `idle` service, and a mailbox connected with "Connect
+Microsoft" synced over XOAUTH2.
 
-The IMAP server is a Dovecot on the host, reached from the containers as `imap.test` through
-Docker's host gateway, with a certificate from a test CA that the containers trust through
-`SSL_CERT_FILE`, as a self-hoster with a private CA would set it. Where Docker Hub cannot be
-reached, tests/compose/stand_ins/build.sh provides the base images first (.ci/run does).
+The IMAP server is a Dovecot on the host and the identity provider the Entra stand-in, reached
+from the containers as `imap.test` and `idp.test` through Docker's host gateway, with
+certificates from a test CA that the containers trust through `SSL_CERT_FILE` and
+`REQUESTS_CA_BUNDLE` in `.env`, as a self-hoster with a private CA or a sovereign cloud sets
+them. Where Docker Hub cannot be reached, tests/compose/stand_ins/build.sh provides the base
+images first (.ci/run does).
 
 Needs a Docker daemon and Compose: skipped without them, unless MAILWEB_REQUIRE_COMPOSE=1 (CI),
 which turns that skip into a failure.
@@ -36,11 +39,13 @@ from cryptography.fernet import Fernet
 from tests.conftest import ROOT
 from tests.fakes.ca import TestCA
 from tests.fakes.dovecot import DovecotServer, free_port
+from tests.fakes.idp import FakeIdentityProvider
 
 pytestmark = [pytest.mark.compose, pytest.mark.dovecot]
 
 ADDRESS = "support@example.test"
 PASSWORD = "app-password-" + secrets.token_hex(4)
+MICROSOFT_ADDRESS = "ops@contoso.example"
 SUBJECTS = [f"Order {n} — Lieferung verspätet" for n in range(5)]
 APP_SERVICES = ("web", "worker", "beat", "idle")
 
@@ -59,10 +64,10 @@ def _compose_command() -> list[str] | None:
     return None
 
 
-def _message(subject: str, number: int) -> bytes:
+def _message(subject: str, number: int, to: str = ADDRESS) -> bytes:
     message = EmailMessage()
     message["From"] = f"Kundin {number} <kundin{number}@client.test>"
-    message["To"] = ADDRESS
+    message["To"] = to
     message["Subject"] = subject
     message["Message-ID"] = f"<compose-{number}@client.test>"
     message.set_content(f"Bestellung {number} ist nicht angekommen.")
@@ -84,8 +89,9 @@ def _copy_checkout(target: Path) -> None:
             shutil.copy2(source, target / name)
 
 
-def _env_file(port: int) -> str:
-    """.env.example with the secrets filled in and the host set for this machine."""
+def _env_file(port: int, idp: FakeIdentityProvider, dovecot: DovecotServer) -> str:
+    """.env.example with the secrets, this machine's host and the stand-ins filled in."""
+    app = idp.register_client(redirect_uris=[f"http://localhost:{port}/oauth/microsoft/callback/"])
     filled = {
         "SECRET_KEY": secrets.token_urlsafe(50),
         "MAILWEB_TOKEN_KEYS": Fernet.generate_key().decode(),
@@ -93,6 +99,12 @@ def _env_file(port: int) -> str:
         "ALLOWED_HOSTS": "localhost",
         "MAILWEB_BASE_URL": f"http://localhost:{port}",
         "MAILWEB_PORT": str(port),
+        "MICROSOFT_CLIENT_ID": app.client_id,
+        "MICROSOFT_CLIENT_SECRET": app.secret,
+        "MICROSOFT_AUTHORITY_HOST": idp.authority_host,
+        "MICROSOFT_IMAP_HOST": f"imap.test:{dovecot.port}",
+        "SSL_CERT_FILE": "/test-ca/ca.pem",
+        "REQUESTS_CA_BUNDLE": "/test-ca/ca.pem",
     }
     lines = []
     for line in (ROOT / ".env.example").read_text().splitlines():
@@ -102,23 +114,23 @@ def _env_file(port: int) -> str:
 
 
 _OVERRIDE = """\
-x-imap-test: &imap-test
-  extra_hosts: ["imap.test:host-gateway"]
+x-stand-ins: &stand-ins
+  extra_hosts: ["imap.test:host-gateway", "idp.test:host-gateway"]
   volumes: ["blobs:/data", "{ca_dir}:/test-ca:ro"]
-  environment:
-    SSL_CERT_FILE: /test-ca/ca.pem
 services:
-""" + "".join(f"  {name}: *imap-test\n" for name in APP_SERVICES)
+""" + "".join(f"  {name}: *stand-ins\n" for name in APP_SERVICES)
 
 
 @dataclass
 class Stack:
-    """A running compose project and the Dovecot its mailbox lives on."""
+    """A running compose project, and the Dovecot and identity provider it talks to."""
 
     directory: Path
     compose: list[str]
     url: str
     dovecot: DovecotServer
+    idp: FakeIdentityProvider
+    ca_path: Path
 
     def run(self, *args: str, timeout: float = 120) -> str:
         result = subprocess.run(
@@ -165,22 +177,32 @@ def stack(
     ca = TestCA(ca_dir)
     ca_dir.chmod(0o755)
     ca.ca_path.chmod(0o644)
-    directory = base / "mailweb"
-    _copy_checkout(directory)
-    port = free_port()
-    (directory / ".env").write_text(_env_file(port))
-    (directory / "compose.imap-test.yml").write_text(_OVERRIDE.format(ca_dir=ca_dir))
-    project = f"mailwebcheck{os.getpid()}"
-    files = ["-f", "docker-compose.yml", "-f", "compose.imap-test.yml"]
+    idp = FakeIdentityProvider(ca, host="idp.test", listen="0.0.0.0").start()
+    idp.add_user(MICROSOFT_ADDRESS)
     dovecot = DovecotServer(
         base / "dovecot",
+        idp,
         ca=ca,
-        users=[(ADDRESS, PASSWORD)],
+        users=[(ADDRESS, PASSWORD), MICROSOFT_ADDRESS],
         listen="*",
         cert_hostnames=("localhost", "imap.test"),
     )
     dovecot.start()
-    stack = Stack(directory, [*compose, "-p", project, *files], f"http://localhost:{port}", dovecot)
+    directory = base / "mailweb"
+    _copy_checkout(directory)
+    port = free_port()
+    (directory / ".env").write_text(_env_file(port, idp, dovecot))
+    (directory / "compose.stand-ins.yml").write_text(_OVERRIDE.format(ca_dir=ca_dir))
+    project = f"mailwebcheck{os.getpid()}"
+    files = ["-f", "docker-compose.yml", "-f", "compose.stand-ins.yml"]
+    stack = Stack(
+        directory,
+        [*compose, "-p", project, *files],
+        f"http://localhost:{port}",
+        dovecot,
+        idp,
+        ca.ca_path,
+    )
     failed_before = request.session.testsfailed
     try:
         for number, subject in enumerate(SUBJECTS):
@@ -192,6 +214,7 @@ def stack(
             print(stack.run("logs", "--no-color", "--tail", "60", timeout=60))
         stack.run("down", "-v", "--remove-orphans", timeout=300)
         dovecot.stop()
+        idp.stop()
 
 
 def _wait(
@@ -228,12 +251,23 @@ def test_the_sign_in_page_is_served_with_its_assets(stack: Stack) -> None:
         assert requests.get(stack.url + url, timeout=10).status_code == 200, url
 
 
-def _submit(session: requests.Session, url: str, data: dict[str, str]) -> requests.Response:
+def _submit(
+    session: requests.Session, url: str, data: dict[str, str], *, follow: bool = True
+) -> requests.Response:
     """GET the form at ``url`` for its CSRF token, then POST ``data`` to it."""
     form = session.get(url, timeout=10)
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
     assert token, f"no CSRF token in {url}"
-    return session.post(url, data={**data, "csrfmiddlewaretoken": token.group(1)}, timeout=10)
+    return session.post(
+        url,
+        data={**data, "csrfmiddlewaretoken": token.group(1)},
+        allow_redirects=follow,
+        timeout=10,
+    )
+
+
+def _inbox(stack: Stack, session: requests.Session) -> str:
+    return session.get(stack.url + "/", timeout=10).text
 
 
 def _signed_in(stack: Stack) -> requests.Session:
@@ -274,7 +308,7 @@ def test_a_mailbox_added_on_the_page_syncs_and_new_mail_is_pushed(stack: Stack) 
     _add_mailbox(stack, session)
 
     def inbox() -> str:
-        return session.get(stack.url + "/", timeout=10).text
+        return _inbox(stack, session)
 
     _wait("the five messages in the inbox", lambda: all(s in inbox() for s in SUBJECTS), 120)
     blobs = stack.run("exec", "-T", "worker", "find", "/data/blobs", "-type", "f")
@@ -290,3 +324,38 @@ def test_a_mailbox_added_on_the_page_syncs_and_new_mail_is_pushed(stack: Stack) 
     stack.dovecot.append(ADDRESS, "INBOX", _message("Nachtrag per Push", 99))
     seconds = _wait("the pushed message in the inbox", lambda: "Nachtrag per Push" in inbox(), 60)
     print(f"pushed message in the inbox after {seconds:.1f} s (polled once a second)")
+
+
+def test_connect_microsoft_then_sync_over_xoauth2(stack: Stack) -> None:
+    """The admin consents at the identity provider; the worker signs in to IMAP with a token."""
+    subjects = [f"Über Entra {n}" for n in range(2)]
+    for number, subject in enumerate(subjects, start=200):
+        stack.dovecot.append(
+            MICROSOFT_ADDRESS, "INBOX", _message(subject, number, MICROSOFT_ADDRESS)
+        )
+    session = _signed_in(stack)
+    start = _submit(
+        session,
+        stack.url + "/mailboxes/connect/microsoft/",
+        {"method": "microsoft_imap", "shared_address": ""},
+        follow=False,
+    )
+    assert start.status_code == 302, start.text[:2000]
+    authorize = start.headers["Location"]
+    assert authorize.startswith(stack.idp.authority_host + "/"), authorize
+    # The browser's side: idp.test is the containers' name for this host; here it is 127.0.0.1.
+    stack.idp.next_login = MICROSOFT_ADDRESS
+    consented = requests.get(
+        authorize.replace(stack.idp.authority_host, f"https://127.0.0.1:{stack.idp.port}", 1),
+        allow_redirects=False,
+        verify=str(stack.ca_path),
+        timeout=10,
+    )
+    assert consented.status_code == 302, consented.text
+    back = session.get(consented.headers["Location"], timeout=30)
+    assert back.status_code == 200 and MICROSOFT_ADDRESS in back.text, back.text[:2000]
+    _wait(
+        "the Microsoft mailbox's messages in the inbox",
+        lambda: all(s in _inbox(stack, session) for s in subjects),
+        120,
+    )

@@ -48,8 +48,14 @@ class FakeIdentityProvider(EntraProtocol):
         *,
         tenant_id: str = DEFAULT_TENANT_ID,
         access_token_lifetime: int = 3600,
+        host: str = "127.0.0.1",
+        listen: str = "127.0.0.1",
     ) -> None:
         self.ca = ca
+        #: The name in the authority and the issuer; another name (with ``listen="0.0.0.0"``)
+        #: lets containers reach it through the host (tests/compose).
+        self.host = host
+        self.listen = listen
         self.tenant = tenant
         self.tenant_id = tenant_id
         self.access_token_lifetime = access_token_lifetime
@@ -75,7 +81,11 @@ class FakeIdentityProvider(EntraProtocol):
 
     def start(self) -> FakeIdentityProvider:
         """Serve HTTPS from a daemon thread; returns self for one-line set-up."""
-        self._server = serve(self, self.ca.server_context("idp"))
+        cert_name = "idp"
+        if self.host != "127.0.0.1":
+            cert_name = f"idp-{self.host}"  # the CA caches certificates by name
+            self.ca.issue_server_cert(cert_name, hostnames=("localhost", self.host))
+        self._server = serve(self, self.ca.server_context(cert_name), self.listen)
         self.port = self._server.server_address[1]
         return self
 
@@ -97,7 +107,7 @@ class FakeIdentityProvider(EntraProtocol):
     @property
     def authority_host(self) -> str:
         """Scheme, host and port, like ``https://login.microsoftonline.com`` (the IdP is here)."""
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.host}:{self.port}"
 
     @property
     def authority(self) -> str:

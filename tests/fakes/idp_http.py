@@ -36,8 +36,8 @@ _ROUTES = [
 class _TLSServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, idp: FakeIdentityProvider, context: ssl.SSLContext) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, idp: FakeIdentityProvider, context: ssl.SSLContext, listen: str) -> None:
+        super().__init__((listen, 0), _Handler)
         self.idp = idp
         self.context = context
 
@@ -172,9 +172,11 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
     return unquote_plus(client_id), unquote_plus(secret)
 
 
-def serve(idp: FakeIdentityProvider, context: ssl.SSLContext) -> ThreadingHTTPServer:
-    """Start serving on a free port in a daemon thread and return the server."""
-    server = _TLSServer(idp, context)
+def serve(
+    idp: FakeIdentityProvider, context: ssl.SSLContext, listen: str = "127.0.0.1"
+) -> ThreadingHTTPServer:
+    """Start serving on a free port of ``listen`` in a daemon thread and return the server."""
+    server = _TLSServer(idp, context, listen)
     thread = threading.Thread(
         target=server.serve_forever, args=(0.05,), name="fake-idp", daemon=True
     )
