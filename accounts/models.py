@@ -179,6 +179,10 @@ class MailAccount(models.Model):
         return self.method in {self.Method.GRAPH, self.Method.MICROSOFT_IMAP}
 
     @property
+    def uses_imap(self) -> bool:
+        return self.method in {self.Method.MICROSOFT_IMAP, self.Method.IMAP_PASSWORD}
+
+    @property
     def login_name(self) -> str:
         """The IMAP/SMTP user name: the (shared) address for OAuth, else the configured username."""
         return self.address if self.uses_oauth else (self.username or self.address)

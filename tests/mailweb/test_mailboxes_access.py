@@ -11,6 +11,8 @@ PAGES = [
     ("post", "/mailboxes/add-imap/"),
     ("get", "/mailboxes/{pk}/disconnect/"),
     ("post", "/mailboxes/{pk}/disconnect/"),
+    ("get", "/mailboxes/{pk}/folders/"),
+    ("post", "/mailboxes/{pk}/folders/"),
     ("post", "/mailboxes/{pk}/access/"),
     ("post", "/mailboxes/{pk}/access/{user}/revoke/"),
     ("get", "/mailboxes/connect/microsoft/"),
