@@ -89,4 +89,6 @@ def test_the_images_static_files_serve_the_production_sign_in_page(tmp_path: Pat
     status, *assets = served.stdout.splitlines()
     assert status == "200"
     assert any(re.search(r"/static/css/app\.[0-9a-f]{12}\.css 200$", row) for row in assets), assets
+    # The icon too: without one, browsers ask for /favicon.ico on every visit and log a 404.
+    assert any(re.search(r"/static/img/favicon\.[0-9a-f]{12}\.svg 200$", row) for row in assets)
     assert all(row.endswith(" 200") for row in assets), assets
