@@ -168,6 +168,36 @@ def test_sign_in_read_assign_note_reply_close_search(
     )
 
 
+def test_replying_under_an_html_message_breaks_no_content_security_rule(
+    page: Any, live_server: Any, team: dict[str, Any], smtp_server: FakeSMTPServer, watch: Watch
+) -> None:
+    """The reply's swap re-renders the message frame, which the page sized through its style.
+
+    htmx settled a swap by copying "style" onto the new elements with setAttribute, which the
+    strict policy (style-src 'self') refuses, so every reply under an HTML message logged errors.
+    """
+    newsletter = deliver(
+        team["mailbox"],
+        subject="Spring offers",
+        sender="Shop <news@shop.test>",
+        text=None,
+        html="<h1>Spring</h1><p>Hello <b>there</b></p>" + "<p>More.</p>" * 20,
+    )
+    sign_in_cookie(page, live_server, team["me"])
+    page.goto(f"{live_server.url}/c/{newsletter.conversation_id}/")
+    page.wait_for_function(
+        "() => document.querySelector('iframe.message-frame')?.style.height !== ''"
+    )
+    page.locator("#reply-button").click()
+    page.locator("#compose-body").wait_for()
+    page.get_by_role("button", name="Send", exact=True).click()
+    page.locator(".message-out").wait_for()
+    assert len(smtp_server.messages) == 1
+    assert not [e for e in watch.console_errors if "Content Security Policy" in e], (
+        watch.console_errors
+    )
+
+
 def test_live_updates_and_collision_indicator(
     browser: Any, live_server: Any, team: dict[str, Any], watch: Watch
 ) -> None:
