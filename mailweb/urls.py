@@ -7,9 +7,11 @@ from django.contrib import admin
 from django.urls import include, path
 
 from mailweb.views import mailboxes as mailbox_views
+from mailweb.views.favicon import favicon
 from mailweb.views.mailbox_folders import mailbox_folders
 
 urlpatterns = [
+    path("favicon.ico", favicon),
     path("admin/", admin.site.urls),
     path("mailboxes/", mailbox_views.mailbox_list, name="mailboxes"),
     path("mailboxes/add-imap/", mailbox_views.add_imap, name="mailbox_add_imap"),

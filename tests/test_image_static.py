@@ -35,6 +35,8 @@ page = client.get("/login/", HTTP_HOST="mail.example.com", secure=True)
 print(page.status_code)
 for url in sorted(set(__import__("re").findall(r'(?:href|src)="(/static/[^"]+)"', page.text))):
     print(url, client.get(url, HTTP_HOST="mail.example.com", secure=True).status_code)
+icon = client.get("/favicon.ico", HTTP_HOST="mail.example.com", secure=True, follow=True)
+print("/favicon.ico", icon.redirect_chain[-1][0], icon.status_code)
 """
 
 
@@ -89,6 +91,8 @@ def test_the_images_static_files_serve_the_production_sign_in_page(tmp_path: Pat
     status, *assets = served.stdout.splitlines()
     assert status == "200"
     assert any(re.search(r"/static/css/app\.[0-9a-f]{12}\.css 200$", row) for row in assets), assets
-    # The icon too: without one, browsers ask for /favicon.ico on every visit and log a 404.
+    # The icon too: without one, browsers ask for /favicon.ico on every visit and log a 404;
+    # pages that name no icon (Django's admin) are sent to it from there.
     assert any(re.search(r"/static/img/favicon\.[0-9a-f]{12}\.svg 200$", row) for row in assets)
+    assert re.fullmatch(r"/favicon\.ico /static/img/favicon\.[0-9a-f]{12}\.svg 200", assets[-1])
     assert all(row.endswith(" 200") for row in assets), assets

@@ -23,8 +23,8 @@ from mailweb.models import Conversation, OutgoingMessage
 pytestmark = [pytest.mark.django_db, pytest.mark.smoke]
 
 SECRET = b"TOPSECRET"
-# Pages anyone may load: they show no mail (sign-in, password reset, health, the admin's login).
-PUBLIC_PREFIXES = ("login/", "password-reset/", "reset/", "healthz", "admin/", "oauth/")
+# Pages anyone may load: they show no mail (sign-in, password reset, the admin's login, the icon).
+PUBLIC_PREFIXES = ("login/", "password-reset/", "reset/", "admin/", "oauth/", "favicon.ico")
 MAIL_PREFIXES = ("c/", "m/", "a/", "outbox/", "img")
 
 
