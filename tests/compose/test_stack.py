@@ -12,8 +12,8 @@ The IMAP server is a Dovecot on the host and the identity provider the Entra sta
 from the containers as `imap.test` and `idp.test` through Docker's host gateway, with
 certificates from a test CA that the containers trust through `SSL_CERT_FILE` and
 `REQUESTS_CA_BUNDLE` in `.env`, as a self-hoster with a private CA or a sovereign cloud sets
-them. Where Docker Hub cannot be reached, tests/compose/stand_ins/build.sh provides the base
-images first (.ci/run does).
+them. The base images come from tests/compose/stand_ins/build.sh: pulled, or where Docker Hub
+cannot be reached (CI machines), built from Debian's packages.
 
 Needs a Docker daemon and Compose: skipped without them, unless MAILWEB_REQUIRE_COMPOSE=1 (CI),
 which turns that skip into a failure.
@@ -207,6 +207,13 @@ def stack(
     try:
         for number, subject in enumerate(SUBJECTS):
             dovecot.append(ADDRESS, "INBOX", _message(subject, number))
+        base_images = subprocess.run(
+            [str(ROOT / "tests" / "compose" / "stand_ins" / "build.sh")],
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert base_images.returncode == 0, base_images.stdout + base_images.stderr
         stack.run("up", "-d", "--build", timeout=900)
         yield stack
     finally:
