@@ -180,12 +180,16 @@ class MailAccount(models.Model):
 
     @property
     def uses_imap(self) -> bool:
-        return self.method in {self.Method.MICROSOFT_IMAP, self.Method.IMAP_PASSWORD}
+        return self.method in IMAP_METHODS
 
     @property
     def login_name(self) -> str:
         """The IMAP/SMTP user name: the (shared) address for OAuth, else the configured username."""
         return self.address if self.uses_oauth else (self.username or self.address)
+
+
+#: The methods whose mail is synced over IMAP; a Graph mailbox is not.
+IMAP_METHODS = frozenset({MailAccount.Method.MICROSOFT_IMAP, MailAccount.Method.IMAP_PASSWORD})
 
 
 class MailboxAccess(models.Model):

@@ -31,13 +31,12 @@ from imapclient.exceptions import IMAPClientError, LoginError
 
 from accounts import vault
 from accounts.endpoints import microsoft_imap_address
-from accounts.models import MailAccount
+from accounts.models import IMAP_METHODS, MailAccount
 
 log = logging.getLogger(__name__)
 
 #: The resource whose access tokens Exchange Online accepts for IMAP and SMTP.
 OUTLOOK_RESOURCE = "https://outlook.office.com"
-IMAP_METHODS = frozenset({MailAccount.Method.MICROSOFT_IMAP, MailAccount.Method.IMAP_PASSWORD})
 DEFAULT_TIMEOUT = 60.0
 
 __all__ = [
