@@ -21,6 +21,7 @@ which turns that skip into a failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -177,51 +178,55 @@ def stack(
     ca = TestCA(ca_dir)
     ca_dir.chmod(0o755)
     ca.ca_path.chmod(0o644)
-    idp = FakeIdentityProvider(ca, host="idp.test", listen="0.0.0.0").start()
-    idp.add_user(MICROSOFT_ADDRESS)
-    dovecot = DovecotServer(
-        base / "dovecot",
-        idp,
-        ca=ca,
-        users=[(ADDRESS, PASSWORD), MICROSOFT_ADDRESS],
-        listen="*",
-        cert_hostnames=("localhost", "imap.test"),
-    )
-    dovecot.start()
-    directory = base / "mailweb"
-    _copy_checkout(directory)
-    port = free_port()
-    (directory / ".env").write_text(_env_file(port, idp, dovecot))
-    (directory / "compose.stand-ins.yml").write_text(_OVERRIDE.format(ca_dir=ca_dir))
-    project = f"mailwebcheck{os.getpid()}"
-    files = ["-f", "docker-compose.yml", "-f", "compose.stand-ins.yml"]
-    stack = Stack(
-        directory,
-        [*compose, "-p", project, *files],
-        f"http://localhost:{port}",
-        dovecot,
-        idp,
-        ca.ca_path,
-    )
-    failed_before = request.session.testsfailed
-    try:
+    with contextlib.ExitStack() as cleanup:
+        idp = FakeIdentityProvider(ca, host="idp.test", listen="0.0.0.0").start()
+        cleanup.callback(idp.stop)
+        idp.add_user(MICROSOFT_ADDRESS)
+        dovecot = DovecotServer(
+            base / "dovecot",
+            idp,
+            ca=ca,
+            users=[(ADDRESS, PASSWORD), MICROSOFT_ADDRESS],
+            listen="*",
+            cert_hostnames=("localhost", "imap.test"),
+        )
+        dovecot.start()
+        cleanup.callback(dovecot.stop)
         for number, subject in enumerate(SUBJECTS):
             dovecot.append(ADDRESS, "INBOX", _message(subject, number))
-        base_images = subprocess.run(
-            [str(ROOT / "tests" / "compose" / "stand_ins" / "build.sh")],
-            capture_output=True,
-            text=True,
-            timeout=900,
+
+        directory = base / "mailweb"
+        _copy_checkout(directory)
+        port = free_port()
+        (directory / ".env").write_text(_env_file(port, idp, dovecot))
+        (directory / "compose.stand-ins.yml").write_text(_OVERRIDE.format(ca_dir=ca_dir))
+        files = ["-f", "docker-compose.yml", "-f", "compose.stand-ins.yml"]
+        stack = Stack(
+            directory,
+            [*compose, "-p", f"mailwebcheck{os.getpid()}", *files],
+            f"http://localhost:{port}",
+            dovecot,
+            idp,
+            ca.ca_path,
         )
-        assert base_images.returncode == 0, base_images.stdout + base_images.stderr
+        _provide_base_images()
+        cleanup.callback(stack.run, "down", "-v", "--remove-orphans", timeout=300)
         stack.run("up", "-d", "--build", timeout=900)
+        failed_before = request.session.testsfailed
         yield stack
-    finally:
         if request.session.testsfailed > failed_before:
             print(stack.run("logs", "--no-color", "--tail", "60", timeout=60))
-        stack.run("down", "-v", "--remove-orphans", timeout=300)
-        dovecot.stop()
-        idp.stop()
+
+
+def _provide_base_images() -> None:
+    """Pulled, or built as stand-ins where Docker Hub cannot be reached (stand_ins/build.sh)."""
+    built = subprocess.run(
+        [str(ROOT / "tests" / "compose" / "stand_ins" / "build.sh")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
 
 
 def _wait(
