@@ -24,6 +24,22 @@ from tests.fakes.fixtures import *  # noqa: F403  (identity provider, Dovecot, t
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: What production settings refuse to start without (test values).
+PRODUCTION_SECRETS = {
+    "SECRET_KEY": "x" * 50,
+    "MAILWEB_TOKEN_KEYS": "ZmRlYnVnZmRlYnVnZmRlYnVnZmRlYnVnZmRlYnVnMTI=",
+    "ALLOWED_HOSTS": "mail.example.com",
+}
+
+
+def outside_environment(**extra: str) -> dict[str, str]:
+    """This process's environment without the test runner's switches and services, plus
+    ``extra``: for a subprocess that must configure itself as a deployment would."""
+    runner = ("MAILWEB_", "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(runner)}
+    env.pop("PYTEST_CURRENT_TEST", None)
+    return {**env, **extra}
+
 
 DurableCalls = list[tuple[str, list[str]]]
 

@@ -7,7 +7,6 @@ runs the Dockerfile's own collectstatic line, then renders the sign-in page unde
 settings from what it wrote.
 """
 
-import os
 import re
 import shlex
 import subprocess
@@ -16,15 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import PRODUCTION_SECRETS, ROOT, outside_environment
 
 pytestmark = pytest.mark.smoke
-
-_PRODUCTION = {
-    "SECRET_KEY": "x" * 50,
-    "MAILWEB_TOKEN_KEYS": "ZmRlYnVnZmRlYnVnZmRlYnVnZmRlYnVnZmRlYnVnMTI=",
-    "ALLOWED_HOSTS": "mail.example.com",
-}
 
 _SIGN_IN_PAGE = """
 import django
@@ -54,21 +47,10 @@ def _collectstatic_run() -> tuple[dict[str, str], list[str]]:
 
 
 def _clean_env(data_dir: Path, static_root: Path, **extra: str) -> dict[str, str]:
-    """This process's environment without the test and development switches, plus ``extra``;
-    files go to ``data_dir`` and ``static_root`` whatever ``extra`` says."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("MAILWEB_", "DEBUG", "DATABASE_URL", "REDIS_URL", "SECRET_KEY"))
-    }
-    env.pop("PYTEST_CURRENT_TEST", None)
-    return {
-        **env,
-        **extra,
-        "DJANGO_SETTINGS_MODULE": "mailweb.settings",
-        "MAILWEB_DATA_DIR": str(data_dir),
-        "STATIC_ROOT": str(static_root),
-    }
+    """``outside_environment`` plus ``extra``; files go to ``data_dir`` and ``static_root``
+    whatever ``extra`` says."""
+    files = {"MAILWEB_DATA_DIR": str(data_dir), "STATIC_ROOT": str(static_root)}
+    return outside_environment(**{**extra, "DJANGO_SETTINGS_MODULE": "mailweb.settings", **files})
 
 
 def _python(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -86,7 +68,7 @@ def test_the_images_static_files_serve_the_production_sign_in_page(tmp_path: Pat
     assert collected.returncode == 0, collected.stderr
     assert (static_root / "staticfiles.json").is_file()
 
-    served = _python(["-c", _SIGN_IN_PAGE], _clean_env(tmp_path, static_root, **_PRODUCTION))
+    served = _python(["-c", _SIGN_IN_PAGE], _clean_env(tmp_path, static_root, **PRODUCTION_SECRETS))
     assert served.returncode == 0, served.stderr
     status, *assets = served.stdout.splitlines()
     assert status == "200"

@@ -1,7 +1,6 @@
 """Settings: production refuses to start without secrets; env helpers are strict."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -10,23 +9,17 @@ from django.core.exceptions import ImproperlyConfigured
 
 from accounts.endpoints import host_and_port
 from mailweb.env import env_bool, env_int, env_list, env_secret, env_str
-from tests.conftest import ROOT
+from tests.conftest import PRODUCTION_SECRETS, ROOT, outside_environment
 
 pytestmark = pytest.mark.smoke
 
 
 def _import_settings(code: str = "", **env: str) -> subprocess.CompletedProcess[str]:
     """Import the settings in a fresh interpreter with ``env``, then run ``code`` there."""
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("MAILWEB_", "SECRET_KEY", "ALLOWED_HOSTS", "DEBUG"))
-    }
-    clean.pop("PYTEST_CURRENT_TEST", None)
     return subprocess.run(
         [sys.executable, "-c", "import json\nfrom mailweb import settings\n" + code],
         cwd=ROOT,
-        env={**clean, **env},
+        env=outside_environment(**env),
         capture_output=True,
         text=True,
         timeout=60,
@@ -40,12 +33,7 @@ def test_production_refuses_to_start_without_secrets() -> None:
 
 
 def test_production_starts_with_secrets() -> None:
-    result = _import_settings(
-        DEBUG="false",
-        SECRET_KEY="x" * 50,
-        MAILWEB_TOKEN_KEYS="ZmRlYnVnZmRlYnVnZmRlYnVnZmRlYnVnZmRlYnVnMTI=",
-        ALLOWED_HOSTS="mail.example.com",
-    )
+    result = _import_settings(DEBUG="false", **PRODUCTION_SECRETS)
     assert result.returncode == 0, result.stderr
 
 
@@ -63,8 +51,8 @@ def test_env_example_blanks_mean_the_defaults() -> None:
         " 'hsts': settings.SECURE_HSTS_SECONDS, 'origins': settings.CSRF_TRUSTED_ORIGINS}))",
         **{
             **example,
-            "SECRET_KEY": "x" * 50,
-            "MAILWEB_TOKEN_KEYS": "ZmRlYnVnZmRlYnVnZmRlYnVnZmRlYnVnZmRlYnVnMTI=",
+            "SECRET_KEY": PRODUCTION_SECRETS["SECRET_KEY"],
+            "MAILWEB_TOKEN_KEYS": PRODUCTION_SECRETS["MAILWEB_TOKEN_KEYS"],
         },
     )
     assert result.returncode == 0, result.stderr

@@ -40,7 +40,7 @@ from cryptography.fernet import Fernet
 from tests.conftest import ROOT
 from tests.fakes.ca import TestCA
 from tests.fakes.dovecot import DovecotServer, free_port
-from tests.fakes.idp import FakeIdentityProvider
+from tests.fakes.idp import FakeClient, FakeIdentityProvider
 
 pytestmark = [pytest.mark.compose, pytest.mark.dovecot]
 
@@ -90,9 +90,8 @@ def _copy_checkout(target: Path) -> None:
             shutil.copy2(source, target / name)
 
 
-def _env_file(port: int, idp: FakeIdentityProvider, dovecot: DovecotServer) -> str:
+def _env_file(port: int, idp: FakeIdentityProvider, app: FakeClient, dovecot: DovecotServer) -> str:
     """.env.example with the secrets, this machine's host and the stand-ins filled in."""
-    app = idp.register_client(redirect_uris=[f"http://localhost:{port}/oauth/microsoft/callback/"])
     filled = {
         "SECRET_KEY": secrets.token_urlsafe(50),
         "MAILWEB_TOKEN_KEYS": Fernet.generate_key().decode(),
@@ -198,7 +197,10 @@ def stack(
         directory = base / "mailweb"
         _copy_checkout(directory)
         port = free_port()
-        (directory / ".env").write_text(_env_file(port, idp, dovecot))
+        app = idp.register_client(
+            redirect_uris=[f"http://localhost:{port}/oauth/microsoft/callback/"]
+        )
+        (directory / ".env").write_text(_env_file(port, idp, app, dovecot))
         (directory / "compose.stand-ins.yml").write_text(_OVERRIDE.format(ca_dir=ca_dir))
         files = ["-f", "docker-compose.yml", "-f", "compose.stand-ins.yml"]
         stack = Stack(
