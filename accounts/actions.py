@@ -18,7 +18,15 @@ from django.utils import timezone
 
 from accounts import signals, vault
 from accounts.endpoints import microsoft_imap_address, microsoft_smtp_address
-from accounts.models import AdminAlert, MailAccount, MailboxAccess, User
+from accounts.models import (
+    IMAP_TLS_PORT,
+    SMTP_TLS_PORT,
+    AdminAlert,
+    MailAccount,
+    MailboxAccess,
+    User,
+    security_for_port,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +79,7 @@ def connect_microsoft_mailbox(
         mailbox.imap_host, mailbox.imap_port = microsoft_imap_address()
         mailbox.imap_security = "ssl"
         mailbox.smtp_host, mailbox.smtp_port = microsoft_smtp_address()
-        mailbox.smtp_security = "ssl" if mailbox.smtp_port == 465 else "starttls"
+        mailbox.smtp_security = security_for_port(None, mailbox.smtp_port, SMTP_TLS_PORT)
     if mailbox.status != MailAccount.Status.ACTIVE or created:
         mailbox.status_changed_at = now
     mailbox.status = MailAccount.Status.ACTIVE
@@ -112,6 +120,26 @@ def _lock_or_create(address: str, method: str) -> tuple[MailAccount, bool]:
         return MailAccount.objects.select_for_update().get(address__iexact=address), False
 
 
+def password_mailbox_conflict(address: str) -> str:
+    """Why ``address`` cannot be added with a password, or "" when it can.
+
+    For checks before ``add_password_mailbox`` (which raises the same as ``MailboxConflict``),
+    such as the Add IMAP mailbox page's, which would otherwise sign in to a server first.
+    """
+    return _password_conflict(MailAccount.objects.filter(address__iexact=address.strip()).first())
+
+
+def _password_conflict(existing: MailAccount | None) -> str:
+    if existing is None or not existing.uses_oauth:
+        return ""
+    if existing.status == MailAccount.Status.DISABLED:
+        return ""
+    return (
+        f"{existing.address} is connected with Microsoft; disconnect it before adding it with "
+        "a password."
+    )
+
+
 @transaction.atomic
 def add_password_mailbox(
     address: str,
@@ -134,22 +162,16 @@ def add_password_mailbox(
     """
     address = address.strip()
     existing = MailAccount.objects.select_for_update().filter(address__iexact=address).first()
-    if (
-        existing is not None
-        and existing.uses_oauth
-        and existing.status != MailAccount.Status.DISABLED
-    ):
-        raise MailboxConflict(
-            f"{existing.address} is connected with Microsoft; disconnect it before adding it "
-            "with a password."
-        )
+    conflict = _password_conflict(existing)
+    if conflict:
+        raise MailboxConflict(conflict)
     mailbox, created = (existing, False) if existing else _lock_or_create(address, "")
     now = timezone.now()
     mailbox.method = MailAccount.Method.IMAP_PASSWORD
     mailbox.imap_host, mailbox.imap_port = imap_host.strip(), int(imap_port)
-    mailbox.imap_security = imap_security or ("ssl" if int(imap_port) == 993 else "starttls")
+    mailbox.imap_security = security_for_port(imap_security, imap_port, IMAP_TLS_PORT)
     mailbox.smtp_host, mailbox.smtp_port = smtp_host.strip(), int(smtp_port)
-    mailbox.smtp_security = smtp_security or ("ssl" if int(smtp_port) == 465 else "starttls")
+    mailbox.smtp_security = security_for_port(smtp_security, smtp_port, SMTP_TLS_PORT)
     mailbox.username = username.strip()
     mailbox.is_shared, mailbox.delegate_address, mailbox.tenant_id = False, "", ""
     if display_name:

@@ -69,6 +69,11 @@ class AddImapMailboxForm(forms.Form):
         required=False,
         label="SMTP encryption",
     )
+    save_unchecked = forms.BooleanField(
+        required=False,
+        label="Save without signing in first",
+        help_text="The sync keeps trying, and the Mailboxes page shows what fails.",
+    )
 
     def clean_imap_host(self) -> str:
         return _host(self.cleaned_data["imap_host"])

@@ -86,6 +86,13 @@ class User(AbstractBaseUser, PermissionsMixin):
 #: How a connection is encrypted: TLS from the first byte, or a plain connection upgraded with
 #: STARTTLS.
 SECURITY_MODES = [("ssl", "TLS"), ("starttls", "STARTTLS")]
+IMAP_TLS_PORT, SMTP_TLS_PORT = 993, 465
+
+
+def security_for_port(chosen: str | None, port: int, tls_port: int) -> str:
+    """The chosen encryption mode, else the one the port implies: TLS on the protocol's
+    well-known TLS port, STARTTLS anywhere else."""
+    return chosen or ("ssl" if int(port) == tls_port else "starttls")
 
 
 class MailAccount(models.Model):

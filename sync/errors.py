@@ -6,8 +6,9 @@
   locked by the server).
 * ``transient``: network, server busy, token endpoint unavailable, a dropped lease: retry with
   backoff (honouring ``retry_after`` when the vault gives one).
-* ``error``: anything else (the server refused XOAUTH2 for a token the vault just issued, which
-  usually means IMAP is disabled for the mailbox; or a bug). Recorded and left to the sweep.
+* ``error``: a setting retrying cannot fix (an unknown host, an untrusted certificate, TLS on a
+  plain port), the server refusing XOAUTH2 for a token the vault just issued (which usually
+  means IMAP is disabled for the mailbox), or a bug. Shown at once and left to the sweep.
 
 Messages are written for the Mailboxes page and never contain a secret.
 """
@@ -82,6 +83,8 @@ def classify(exc: BaseException) -> Failure:
             f"{exc} Enter the current password (or app password) on the Mailboxes page.",
             mark_reconnect=True,
         )
+    if isinstance(exc, ImapUnavailable) and exc.configuration:
+        return Failure(ERROR, f"{exc}. Check the mailbox's server settings.")
     if isinstance(exc, ImapUnavailable | LeaseLost):
         return Failure(TRANSIENT, str(exc))
     if isinstance(exc, SoftTimeLimitExceeded):

@@ -9,16 +9,18 @@ needs reconnecting). Neither message ever contains a credential.
 
 from __future__ import annotations
 
+import contextlib
 import smtplib
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from django.conf import settings
 
 from accounts import vault
 from accounts.endpoints import microsoft_smtp_address
 from accounts.models import MailAccount
+from sync.connect_errors import describe, is_configuration_error, security_hint
 from sync.imap.connection import tls_context
 
 OUTLOOK_RESOURCE = "https://outlook.office.com"
@@ -28,6 +30,7 @@ __all__ = [
     "PermanentSendError",
     "SendError",
     "TransientSendError",
+    "check_password_login",
     "smtp_endpoint",
     "submit",
     "xoauth2_string",
@@ -75,11 +78,13 @@ def _xoauth2_responder(user: str, token: str) -> Callable[..., str]:
     return respond
 
 
-def _connect(host: str, port: int, security: str, context: ssl.SSLContext) -> smtplib.SMTP:
+def _connect(
+    host: str, port: int, security: str, context: ssl.SSLContext, timeout: float
+) -> smtplib.SMTP:
     local = socket.getfqdn() if not settings.DEBUG else "localhost"
     if security == "ssl":
-        return smtplib.SMTP_SSL(host, port, timeout=TIMEOUT, context=context, local_hostname=local)
-    client = smtplib.SMTP(host, port, timeout=TIMEOUT, local_hostname=local)
+        return smtplib.SMTP_SSL(host, port, timeout=timeout, context=context, local_hostname=local)
+    client = smtplib.SMTP(host, port, timeout=timeout, local_hostname=local)
     client.ehlo()
     if not client.has_extn("starttls"):
         client.close()
@@ -117,16 +122,41 @@ def submit(mailbox: MailAccount, sender: str, recipients: list[str], raw: bytes)
     """Send ``raw`` to ``recipients``; returns refusals of individual recipients (address ->
     reason) when others were accepted. Raises TransientSendError / PermanentSendError."""
     host, port, security = smtp_endpoint(mailbox)
-    context = tls_context()
-    client: smtplib.SMTP | None = None
-    try:
-        client = _connect(host, port, security, context)
+    with _session(host, port, security, timeout=TIMEOUT) as client:
         _authenticate(client, mailbox)
         refused = client.sendmail(sender, recipients, raw)
-        return {
-            address: f"{code} {reason.decode(errors='replace')}"
-            for address, (code, reason) in refused.items()
-        }
+    return {
+        address: f"{code} {reason.decode(errors='replace')}"
+        for address, (code, reason) in refused.items()
+    }
+
+
+def check_password_login(
+    host: str, port: int, security: str, username: str, password: str, *, timeout: float
+) -> None:
+    """Sign in to the SMTP server and out again, sending and storing nothing.
+
+    The twin of ``sync.imap.connection.check_password_login``, for the same form: a wrong SMTP
+    setting would otherwise show only when the first reply fails. Raises SendError.
+    """
+    with _session(host, port, security, timeout=timeout) as client:
+        try:
+            client.login(username, password)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise PermanentSendError(
+                f"{host} rejected the login for {username} ({exc.smtp_code})."
+            ) from None
+        except smtplib.SMTPNotSupportedError:
+            raise PermanentSendError(f"{host} does not offer password sign-in.") from None
+
+
+@contextlib.contextmanager
+def _session(host: str, port: int, security: str, *, timeout: float) -> Iterator[smtplib.SMTP]:
+    """A connected SMTP session over verified TLS whose failures come out as SendErrors."""
+    client: smtplib.SMTP | None = None
+    try:
+        client = _connect(host, port, security, tls_context(), timeout)
+        yield client
     except smtplib.SMTPRecipientsRefused as exc:
         reasons = "; ".join(
             f"{address}: {code} {reason.decode(errors='replace')}"
@@ -141,12 +171,13 @@ def submit(mailbox: MailAccount, sender: str, recipients: list[str], raw: bytes)
         if 400 <= exc.smtp_code < 500:
             raise TransientSendError(message) from None
         raise PermanentSendError(message) from None
-    except ssl.SSLCertVerificationError as exc:
-        raise PermanentSendError(
-            f"The SMTP server's TLS certificate is not trusted ({exc.verify_message})."
-        ) from None
     except (smtplib.SMTPServerDisconnected, smtplib.SMTPException, OSError) as exc:
-        raise TransientSendError(f"Could not reach {host}:{port} ({type(exc).__name__}).") from None
+        message = (
+            f"Connecting to {host}:{port} failed: {describe(exc)}{security_hint(exc, security)}."
+        )
+        if is_configuration_error(exc):
+            raise PermanentSendError(message) from None
+        raise TransientSendError(message) from None
     finally:
         if client is not None:
             try:

@@ -6,6 +6,7 @@ in mailweb because it shows sync progress from the mail store.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.contrib import messages
 from django.db.models import Prefetch
@@ -91,30 +92,60 @@ def mailbox_list(request: HttpRequest) -> HttpResponse:
 @admin_required
 @require_http_methods(["GET", "POST"])
 def add_imap(request: HttpRequest) -> HttpResponse:
-    """Add a mailbox on any IMAP server with a password."""
+    """Add a mailbox on any IMAP server with a password, once its settings have worked.
+
+    The servers are asked first (``sync.password_check``), so a wrong host, port, encryption
+    mode or password shows beside its field. When they cannot be reached right now, the form
+    offers to save the settings anyway, and the sync keeps retrying.
+    """
     initial = {"address": request.GET.get("address", "")}
     form = AddImapMailboxForm(request.POST or None, initial=initial)
+    check_failed = False
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        try:
-            mailbox = actions.add_password_mailbox(
-                data["address"],
-                imap_host=data["imap_host"],
-                imap_port=data["imap_port"],
-                username=data["username"],
-                password=data["password"],
-                smtp_host=data["smtp_host"],
-                smtp_port=data["smtp_port"],
-                display_name=data["display_name"],
-                imap_security=data["imap_security"] or None,
-                smtp_security=data["smtp_security"] or None,
-            )
-        except actions.MailboxConflict as exc:
-            form.add_error("address", str(exc))
-        else:
-            messages.success(request, f"Added {mailbox.address}. It will start syncing shortly.")
-            return redirect("mailboxes")
-    return render(request, "mailweb/mailboxes_add_imap.html", {"form": form})
+        settings = {
+            "imap_host": data["imap_host"],
+            "imap_port": data["imap_port"],
+            "username": data["username"],
+            "password": data["password"],
+            "smtp_host": data["smtp_host"],
+            "smtp_port": data["smtp_port"],
+            "imap_security": data["imap_security"] or None,
+            "smtp_security": data["smtp_security"] or None,
+        }
+        conflict = actions.password_mailbox_conflict(data["address"])
+        if conflict:
+            form.add_error("address", conflict)
+        elif not data["save_unchecked"]:
+            check_failed = _report_problems(form, settings)
+        if form.is_valid():
+            try:
+                mailbox = actions.add_password_mailbox(
+                    data["address"], display_name=data["display_name"], **settings
+                )
+            except actions.MailboxConflict as exc:
+                form.add_error("address", str(exc))
+            else:
+                outcome = (
+                    "Its settings were not checked; the sync will try them shortly."
+                    if data["save_unchecked"]
+                    else "Signed in successfully; it will start syncing shortly."
+                )
+                messages.success(request, f"Added {mailbox.address}. {outcome}")
+                return redirect("mailboxes")
+    return render(
+        request, "mailweb/mailboxes_add_imap.html", {"form": form, "check_failed": check_failed}
+    )
+
+
+def _report_problems(form: AddImapMailboxForm, settings: dict[str, Any]) -> bool:
+    """Sign in with ``settings``; add what went wrong to the form's fields. True if anything did."""
+    from sync.password_check import check_password_mailbox  # sync's public check
+
+    problems = check_password_mailbox(**settings)
+    for field, problem in problems.items():
+        form.add_error(field, problem)
+    return bool(problems)
 
 
 @never_cache

@@ -22,9 +22,9 @@ import contextlib
 import imaplib
 import logging
 import os
-import socket
+import re
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
@@ -32,6 +32,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 from accounts import vault
 from accounts.endpoints import microsoft_imap_address
 from accounts.models import IMAP_METHODS, MailAccount
+from sync.connect_errors import describe, is_configuration_error, security_hint
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ __all__ = [
     "ImapError",
     "ImapLoginRejected",
     "ImapUnavailable",
+    "check_password_login",
     "imap_endpoint",
     "imap_session",
     "open_imap",
@@ -57,7 +59,15 @@ class ImapError(Exception):
 
 
 class ImapUnavailable(ImapError):
-    """The server could not be reached or dropped the connection: retry later."""
+    """The server could not be reached or dropped the connection: retry later.
+
+    ``configuration`` is set when retrying cannot help until someone changes a setting (a host
+    name that does not exist, a certificate the system does not trust, TLS on a plain port).
+    """
+
+    def __init__(self, message: str, *, configuration: bool = False) -> None:
+        super().__init__(message)
+        self.configuration = configuration
 
 
 class ImapLoginRejected(ImapError):
@@ -124,30 +134,75 @@ def open_imap(mailbox: MailAccount, *, timeout: float = DEFAULT_TIMEOUT) -> IMAP
     # Credentials first: no point connecting when the grant is gone, and a vault refresh must
     # not happen while a server connection idles towards its timeout.
     secret = _secret(mailbox)
+    return _connect_and_login(
+        host,
+        port,
+        security,
+        timeout=timeout,
+        login=lambda client: _login(client, mailbox, secret),
+        login_name=mailbox.login_name,
+        oauth=mailbox.uses_oauth,
+    )
+
+
+def check_password_login(
+    host: str, port: int, security: str, username: str, password: str, *, timeout: float
+) -> None:
+    """Sign in with these settings and out again, storing nothing.
+
+    Adding a mailbox checks its settings this way first, so a typing error shows beside the
+    field at once instead of as a failed sync minutes later. Raises what ``open_imap`` raises.
+    """
+    client = _connect_and_login(
+        host,
+        port,
+        security,
+        timeout=timeout,
+        login=lambda client: client.login(username, password),
+        login_name=username,
+        oauth=False,
+    )
+    _close(client)
+
+
+def _connect_and_login(
+    host: str,
+    port: int,
+    security: str,
+    *,
+    timeout: float,
+    login: Callable[[IMAPClient], object],
+    login_name: str,
+    oauth: bool,
+) -> IMAPClient:
     context = tls_context()
     try:
         client = IMAPClient(host, port, ssl=security == "ssl", ssl_context=context, timeout=timeout)
     except CONNECTION_ERRORS as exc:
         raise ImapUnavailable(
-            f"cannot connect to {host}:{port}: {_describe(exc)}{_security_hint(exc, security)}"
+            f"cannot connect to {host}:{port}: {describe(exc)}{security_hint(exc, security)}",
+            configuration=is_configuration_error(exc),
         ) from None
     client.normalise_times = False
     _stop_protocol_trace(client)
     try:
         if security == "starttls":
             client.starttls(context)
-        _login(client, mailbox, secret)
+        login(client)
     except LoginError as exc:
         _close(client)
         text = _server_text(exc)
         raise ImapLoginRejected(
-            f"{host} rejected the login for {mailbox.login_name}: {text}",
-            oauth=mailbox.uses_oauth,
+            f"{host} rejected the login for {login_name}: {text}",
+            oauth=oauth,
             temporary="[UNAVAILABLE]" in text.upper(),
         ) from None
     except CONNECTION_ERRORS as exc:
         _close(client)
-        raise ImapUnavailable(f"connection to {host}:{port} failed: {_describe(exc)}") from None
+        raise ImapUnavailable(
+            f"connection to {host}:{port} failed: {describe(exc)}",
+            configuration=is_configuration_error(exc),
+        ) from None
     except IMAPClientError as exc:
         _close(client)
         raise ImapUnavailable(f"{host} answered unexpectedly: {_server_text(exc)}") from None
@@ -195,32 +250,15 @@ def _close(client: IMAPClient) -> None:
 
 
 def _server_text(exc: BaseException) -> str:
-    """The server's words, without anything that could echo a credential."""
+    """The server's words, without anything that could echo a credential.
+
+    imaplib puts the server's bytes into its errors as they are, so they read "b'...'".
+    """
     text = str(exc)
+    quoted = re.fullmatch(r"b(['\"])(.*)\1", text, re.DOTALL)
+    if quoted:
+        text = quoted.group(2)
     for marker in ("auth=Bearer", "Bearer "):
         if marker in text:
             return "authentication failed"
     return text[:300]
-
-
-def _security_hint(exc: BaseException, security: str) -> str:
-    """What to change when the failure looks like the wrong encryption mode for the port.
-
-    A STARTTLS client on a port that expects TLS from the first byte waits for a greeting the
-    server never sends, until it times out; a TLS client on a plain port gets an answer that is
-    not TLS. Both are easy settings to get wrong, and "timed out" alone sends people looking at
-    firewalls.
-    """
-    if security == "starttls" and isinstance(exc, socket.timeout | TimeoutError):
-        return " (if this port expects TLS from the first byte, set the encryption to TLS)"
-    if security == "ssl" and isinstance(exc, ssl.SSLError) and exc.reason == "WRONG_VERSION_NUMBER":
-        return " (the server does not speak TLS on this port: if it offers STARTTLS, set that)"
-    return ""
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, socket.timeout | TimeoutError):
-        return "timed out"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate not trusted ({exc.verify_message})"
-    return f"{type(exc).__name__}: {exc}"[:300]

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imapclient import IMAPClient
+from imapclient.exceptions import LoginError
 
 from tests.fakes.ca import TestCA
 from tests.fakes.dovecot_admin import MASTER_USER, DovecotAdmin
@@ -194,7 +195,7 @@ class DovecotServer(DovecotAdmin):
             self._write_files(self.layout)
             for entry in self._users:
                 if isinstance(entry, tuple):
-                    self.add_password_user(*entry)
+                    self.add_password_user(*entry, wait=False)  # not running yet
             self._spawn()
             for entry in self._users:
                 with self.admin(entry[0] if isinstance(entry, tuple) else entry):
@@ -317,11 +318,26 @@ class DovecotServer(DovecotAdmin):
 
     # -- users -----------------------------------------------------------------------------
 
-    def add_password_user(self, user: str, password: str) -> None:
-        """Allow ``LOGIN user password``; Dovecot re-reads the passwd file when it changes."""
+    def add_password_user(self, user: str, password: str, *, wait: bool = True) -> None:
+        """Allow ``LOGIN user password``, and (``wait``) return once Dovecot accepts it.
+
+        Dovecot's auth process re-reads the passwd file at most once a second, so a login
+        right after the write can fail; waiting makes the next login in a test deterministic.
+        """
         assert self.layout is not None, "start() first"
         with self.layout.passwd_path.open("a") as fh:
             fh.write(f"{user.lower()}:{{PLAIN}}{password}\n")
+        deadline = time.monotonic() + 10
+        while wait:
+            client = self.connect(timeout=5)
+            try:
+                client.login(user, password)
+                client.logout()
+                return
+            except LoginError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def connect(self, *, timeout: float = 10) -> IMAPClient:
         """An unauthenticated IMAPS client trusting the test CA."""

@@ -113,6 +113,9 @@ def _parse_xoauth2(raw: bytes) -> tuple[str, str]:
     return fields.get("user", ""), token
 
 
+_AUTH_REFUSED = "535 5.7.8 Authentication credentials invalid"
+
+
 class _PasswordAuthenticator:
     def __init__(self, server: FakeSMTPServer) -> None:
         self.server = server
@@ -126,7 +129,10 @@ class _PasswordAuthenticator:
         ok = self.server.state.passwords.get(user.lower()) == auth_data.password.decode()
         with self.server.lock:
             self.server.state.auth_attempts.append((mechanism, user, ok))
-        return AuthResult(success=ok, auth_data=user if ok else None)
+        if ok:
+            return AuthResult(success=True, auth_data=user)
+        # Answer the refusal (the default, handled=True, would leave the client waiting).
+        return AuthResult(success=False, handled=False, message=_AUTH_REFUSED)
 
 
 class _SMTP(SMTP):

@@ -1,6 +1,9 @@
 """The Mailboxes page: state, progress, access, adding IMAP mailboxes, disconnecting."""
 
+import uuid
+from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +14,9 @@ from accounts import actions, vault
 from accounts.models import MailAccount, MailboxAccess, User
 from mailweb.models import Conversation, Folder, Message
 from mailweb.views.mailboxes import format_duration
+from tests.fakes.ca import TestCA
+from tests.fakes.dovecot import DovecotServer
+from tests.fakes.smtp import FakeSMTPServer
 
 
 @pytest.fixture
@@ -100,26 +106,69 @@ def test_grant_rejects_admins_and_unknown_users(
     assert not MailboxAccess.objects.exists()
 
 
-def test_add_imap_mailbox_form(admin_client: Client) -> None:
-    page = admin_client.get("/mailboxes/add-imap/?address=new@example.org")
-    assert page.status_code == 200 and b'value="new@example.org"' in page.content
+@pytest.fixture
+def smtp_server(test_ca: TestCA) -> Iterator[FakeSMTPServer]:
+    with FakeSMTPServer(test_ca) as server:
+        yield server
+
+
+@pytest.fixture
+def server_user(
+    dovecot: DovecotServer, smtp_server: FakeSMTPServer, trust_test_ca: Path
+) -> dict[str, Any]:
+    """The form's fields for a user both servers know (IMAP over TLS, SMTP with STARTTLS)."""
+    address, password = f"new-{uuid.uuid4().hex[:8]}@example.org", "s3cret-" + uuid.uuid4().hex
+    dovecot.add_password_user(address, password)
+    smtp_server.add_password_user(address, password)
+    return {
+        "address": address,
+        "imap_host": "127.0.0.1",
+        "imap_port": dovecot.port,
+        "imap_security": "ssl",
+        "username": "",
+        "password": password,
+        "smtp_host": "127.0.0.1",
+        "smtp_port": smtp_server.port,
+    }
+
+
+@pytest.mark.dovecot
+def test_add_imap_mailbox_form(admin_client: Client, server_user: dict[str, Any]) -> None:
+    address, password = server_user["address"], server_user["password"]
+    page = admin_client.get(f"/mailboxes/add-imap/?address={address}")
+    assert page.status_code == 200 and f'value="{address}"'.encode() in page.content
+    assert b"Save without signing in first" not in page.content  # offered only after a failure
+    response = admin_client.post("/mailboxes/add-imap/", server_user, follow=True)
+    assert response.redirect_chain[-1][0] == "/mailboxes/"
+    assert f"Added {address}. Signed in successfully;" in response.content.decode()
+    mailbox = MailAccount.objects.get(address=address)
+    assert mailbox.username == address and mailbox.imap_host == "127.0.0.1"
+    assert vault.get_password(mailbox) == password
+    assert password.encode() not in admin_client.get("/mailboxes/").content
+
+
+@pytest.mark.dovecot
+def test_settings_that_do_not_work_are_shown_and_not_saved(
+    admin_client: Client, server_user: dict[str, Any], dovecot: DovecotServer
+) -> None:
+    wrong = {**server_user, "password": "not-the-password"}
+    response = admin_client.post("/mailboxes/add-imap/", wrong)
+    html = response.content.decode()
+    assert response.status_code == 200 and "These settings did not work" in html
+    assert "rejected the login for " + server_user["address"] in html
+    assert "not-the-password" not in html  # the password is never sent back
+    assert "Save without signing in first" in html
+    plain_port = {**server_user, "imap_port": dovecot.plain_port}  # TLS asked of a plain port
+    html = admin_client.post("/mailboxes/add-imap/", plain_port).content.decode()
+    assert "does not speak TLS on this port" in html
+    assert not MailAccount.objects.exists()
+    # The server may only be down for now: the settings can be saved anyway.
     response = admin_client.post(
-        "/mailboxes/add-imap/",
-        {
-            "address": "new@example.org",
-            "imap_host": "imap.example.org",
-            "imap_port": 993,
-            "username": "",
-            "password": "s3cret-password",
-            "smtp_host": "smtp.example.org",
-            "smtp_port": 587,
-        },
+        "/mailboxes/add-imap/", {**plain_port, "save_unchecked": "on"}, follow=True
     )
-    assert response.status_code == 302
-    mailbox = MailAccount.objects.get(address="new@example.org")
-    assert mailbox.username == "new@example.org" and mailbox.imap_host == "imap.example.org"
-    assert vault.get_password(mailbox) == "s3cret-password"
-    assert b"s3cret-password" not in admin_client.get("/mailboxes/").content
+    html = response.content.decode()
+    assert f"Added {server_user['address']}. Its settings were not checked;" in html
+    assert MailAccount.objects.get().imap_port == dovecot.plain_port
 
 
 def test_add_imap_mailbox_with_an_explicit_encryption_mode(admin_client: Client) -> None:
@@ -130,6 +179,7 @@ def test_add_imap_mailbox_with_an_explicit_encryption_mode(admin_client: Client)
         "imap_port": 10993,
         "password": "s3cret-password",
         "smtp_port": 587,
+        "save_unchecked": "on",  # no such server: this test is about what is stored
     }
     admin_client.post("/mailboxes/add-imap/", form)
     assert MailAccount.objects.get(address="tls@example.org").imap_security == "starttls"
@@ -159,6 +209,7 @@ def test_add_imap_rejects_bad_input_and_microsoft_addresses(admin_client: Client
         },
     )
     assert response.status_code == 200 and b"connected with Microsoft" in response.content
+    assert b"did not work" not in response.content  # refused before signing in anywhere
     bad = admin_client.post(
         "/mailboxes/add-imap/",
         {"address": "x@y.org", "imap_host": "bad host/", "imap_port": 70000, "password": "p"},

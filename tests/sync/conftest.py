@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from imapclient.exceptions import LoginError
 
 from accounts import vault
 from accounts.models import MailAccount
@@ -84,23 +83,6 @@ def _date(raw: bytes) -> datetime | None:
     return None
 
 
-def add_password_user(server: DovecotServer, user: str, password: str) -> None:
-    """Add a password user and wait until Dovecot knows it: its auth process re-reads the
-    passwd file at most once a second, so a login right after the write can fail."""
-    server.add_password_user(user, password)
-    deadline = time.monotonic() + 10
-    while True:
-        client = server.connect(timeout=5)
-        try:
-            client.login(user, password)
-            client.logout()
-            return
-        except LoginError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
 @pytest.fixture
 def imap_env(monkeypatch: pytest.MonkeyPatch, trust_test_ca: Path) -> Path:
     """Environment shared with worker subprocesses: trust the test CA."""
@@ -125,7 +107,7 @@ def imap_account(
             from accounts.actions import add_password_mailbox
 
             secret = "pw-" + uuid.uuid4().hex
-            add_password_user(server, address, secret)
+            server.add_password_user(address, secret)
             mailbox = add_password_mailbox(
                 address,
                 imap_host="127.0.0.1",

@@ -16,8 +16,10 @@ from accounts.models import MailAccount
 from mailweb.actions import record_heartbeat
 from mailweb.blobs import get_blob
 from mailweb.models import Conversation, Message
+from tests.fakes.ca import TestCA
 from tests.fakes.dovecot import DovecotServer
-from tests.sync.conftest import ImapAccount, add_password_user
+from tests.fakes.smtp import FakeSMTPServer
+from tests.sync.conftest import ImapAccount
 from tests.sync.mail import message, new_id, thread
 
 pytestmark = pytest.mark.django_db
@@ -52,38 +54,73 @@ def test_syncnow_reports_failures(imap_account: Callable[..., ImapAccount]) -> N
 
 
 @pytest.mark.dovecot
-def test_addmailbox_then_sync(dovecot: DovecotServer, tmp_path: Path, trust_test_ca: Path) -> None:
-    add_password_user(dovecot, "scripted@example.com", "s3cret-pass")
+def test_addmailbox_checks_the_settings_then_syncs(
+    dovecot: DovecotServer, test_ca: TestCA, tmp_path: Path, trust_test_ca: Path
+) -> None:
+    dovecot.add_password_user("scripted@example.com", "s3cret-pass")
     dovecot.append("scripted@example.com", "INBOX", message("Hello script"))
     secret = tmp_path / "password"
     secret.write_text("s3cret-pass\n")
-    output = run(
-        "addmailbox",
-        "scripted@example.com",
-        "--imap-host",
-        f"127.0.0.1:{dovecot.port}",
-        "--imap-security",
-        "ssl",
-        "--password-file",
-        str(secret),
-        "--smtp-host",
-        "127.0.0.1:2525",
-    )
+    with FakeSMTPServer(test_ca) as smtp_server:
+        smtp_server.add_password_user("scripted@example.com", "s3cret-pass")
+        command = [
+            "addmailbox",
+            "scripted@example.com",
+            "--imap-host",
+            f"127.0.0.1:{dovecot.port}",
+            "--imap-security",
+            "ssl",
+            "--password-file",
+            str(secret),
+            "--smtp-host",
+            smtp_server.host,
+        ]
+        output = run(*command)
+        attempts = smtp_server.state.auth_attempts
+        assert [(user, ok) for _, user, ok in attempts] == [("scripted@example.com", True)]
     assert "Added scripted@example.com" in output
     mailbox = MailAccount.objects.get(address="scripted@example.com")
     assert (mailbox.method, mailbox.imap_port, mailbox.smtp_port) == (
         "imap_password",
         dovecot.port,
-        2525,
+        smtp_server.port,
     )
     assert mailbox.username == "scripted@example.com"
     assert vault.get_password(mailbox) == "s3cret-pass"
     assert "1 new" in run("syncnow", "scripted@example.com")
 
+    # The SMTP server is gone now: the check says so and saves nothing, unless told not to.
+    other = [*command[:1], "other@example.com", *command[2:], "--username", "scripted@example.com"]
+    with pytest.raises(CommandError, match=r"nothing was saved:\n  SMTP server: Connecting to"):
+        run(*other)
+    assert not MailAccount.objects.filter(address="other@example.com").exists()
+    assert "Added other@example.com" in run(*other, "--no-check")
+
     empty = tmp_path / "empty"
     empty.write_text("")
     with pytest.raises(CommandError, match="empty"):
         run("addmailbox", "x@example.com", "--imap-host", "h", "--password-file", str(empty))
+
+
+@pytest.mark.dovecot
+def test_addmailbox_refuses_a_password_the_server_refuses(
+    dovecot: DovecotServer, tmp_path: Path, trust_test_ca: Path
+) -> None:
+    dovecot.add_password_user("typo@example.com", "right")
+    secret = tmp_path / "password"
+    secret.write_text("wrong\n")
+    with pytest.raises(CommandError, match=r"login: .*rejected the login for typo@example.com"):
+        run(
+            "addmailbox",
+            "typo@example.com",
+            "--imap-host",
+            f"127.0.0.1:{dovecot.port}",
+            "--imap-security",
+            "ssl",
+            "--password-file",
+            str(secret),
+        )
+    assert not MailAccount.objects.exists()
 
 
 def test_import_mbox_and_maildir(tmp_path: Path) -> None:

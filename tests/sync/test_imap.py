@@ -114,6 +114,8 @@ def test_login_failures_are_classified(
         open_imap(password.mailbox)
     failure = classify(wrong.value)
     assert failure.kind == RECONNECT
+    assert "[AUTHENTICATIONFAILED] Authentication failed." in failure.message
+    assert "b'" not in failure.message
     failure.record(password.mailbox.pk)
     assert password.refresh().status == MailAccount.Status.NEEDS_RECONNECT
 
@@ -124,8 +126,13 @@ def test_tls_is_verified(
 ) -> None:
     account = imap_account()
     monkeypatch.delenv("SSL_CERT_FILE")
-    with pytest.raises(ImapUnavailable, match="certificate"):
+    with pytest.raises(ImapUnavailable, match="certificate") as untrusted:
         open_imap(account.mailbox)
+    # Retrying cannot fix a certificate: the mailbox shows the error at once.
+    failure = classify(untrusted.value)
+    assert failure.kind == ERROR and "Check the mailbox's server settings" in failure.message
+    failure.record(account.mailbox.pk)
+    assert account.refresh().status == MailAccount.Status.ERROR
     assert classify(ImapUnavailable("x")).kind == TRANSIENT
 
 
@@ -150,8 +157,12 @@ def test_the_wrong_encryption_mode_for_the_port_is_named(
     account = imap_account(password=True)
     mailbox = MailAccount.objects.filter(pk=account.mailbox.pk)
     mailbox.update(imap_port=dovecot.port, imap_security="starttls")  # the implicit-TLS port
-    with pytest.raises(ImapUnavailable, match=r"timed out .*set the encryption to TLS"):
+    with pytest.raises(ImapUnavailable, match=r"timed out .*set the encryption to TLS") as slow:
         open_imap(account.refresh(), timeout=1)
+    assert classify(slow.value).kind == TRANSIENT  # a timeout may also be the network
     mailbox.update(imap_port=dovecot.plain_port, imap_security="ssl")
-    with pytest.raises(ImapUnavailable, match=r"does not speak TLS on this port.*STARTTLS"):
+    with pytest.raises(
+        ImapUnavailable, match=r"does not speak TLS on this port.*STARTTLS"
+    ) as plain:
         open_imap(account.refresh())
+    assert classify(plain.value).kind == ERROR  # the same answer on every retry

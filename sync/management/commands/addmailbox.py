@@ -3,7 +3,10 @@
 Adds (or updates) a plain IMAP mailbox that signs in with a password, for scripted setups; the
 same as "Add an IMAP mailbox" on the Mailboxes page. The password is read from a file (``-``
 reads standard input) so it never appears in the process list or shell history; it goes
-straight into the encrypted vault. The initial sync is enqueued for the workers.
+straight into the encrypted vault. Before anything is saved the command signs in to the IMAP
+server (and the SMTP server, if given) with these settings, and stops with what failed;
+``--no-check`` skips that, for setups that run before the server is reachable. The initial sync
+is enqueued for the workers.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.actions import MailboxConflict, add_password_mailbox
+from accounts.actions import MailboxConflict, add_password_mailbox, password_mailbox_conflict
 from accounts.endpoints import host_and_port
 from accounts.models import SECURITY_MODES
+from sync.password_check import check_password_mailbox
 
 
 class Command(BaseCommand):
@@ -44,6 +48,11 @@ class Command(BaseCommand):
             help="default: ssl on port 465, else starttls",
         )
         parser.add_argument("--display-name", default="")
+        parser.add_argument(
+            "--no-check",
+            action="store_true",
+            help="save without signing in to the servers first",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         source = options["password_file"]
@@ -58,18 +67,24 @@ class Command(BaseCommand):
         smtp_host, smtp_port = (
             host_and_port(options["smtp_host"], 587) if options["smtp_host"] else ("", 587)
         )
+        settings = {
+            "imap_host": imap_host,
+            "imap_port": imap_port,
+            "username": options["username"] or options["address"],
+            "password": password,
+            "smtp_host": smtp_host,
+            "smtp_port": smtp_port,
+            "imap_security": options["imap_security"],
+            "smtp_security": options["smtp_security"],
+        }
+        conflict = password_mailbox_conflict(options["address"])
+        if conflict:
+            raise CommandError(conflict)
+        if not options["no_check"]:
+            _check(settings)
         try:
             mailbox = add_password_mailbox(
-                options["address"],
-                imap_host=imap_host,
-                imap_port=imap_port,
-                username=options["username"] or options["address"],
-                password=password,
-                smtp_host=smtp_host,
-                smtp_port=smtp_port,
-                display_name=options["display_name"],
-                imap_security=options["imap_security"],
-                smtp_security=options["smtp_security"],
+                options["address"], display_name=options["display_name"], **settings
             )
         except MailboxConflict as exc:
             raise CommandError(str(exc)) from None
@@ -77,4 +92,17 @@ class Command(BaseCommand):
             f"Added {mailbox.address} ({imap_host}:{imap_port}, {mailbox.imap_security}); "
             "the initial sync is queued. Run `manage.py syncnow "
             f"{mailbox.address}` to sync in the foreground."
+        )
+
+
+_FIELD_NAMES = {"imap_host": "IMAP server", "password": "login", "smtp_host": "SMTP server"}
+
+
+def _check(settings: dict[str, Any]) -> None:
+    problems = check_password_mailbox(**settings)
+    if problems:
+        lines = "\n".join(f"  {_FIELD_NAMES[field]}: {text}" for field, text in problems.items())
+        raise CommandError(
+            f"these settings did not work, so nothing was saved:\n{lines}\n"
+            "(--no-check saves them anyway; the sync then keeps retrying)"
         )

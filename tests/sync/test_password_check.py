@@ -1,0 +1,107 @@
+"""Checking a password mailbox's settings before saving them: against the real Dovecot and the
+SMTP submission stand-in, with the mistakes people make when typing them in."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sync.connect_errors import is_configuration_error
+from sync.password_check import check_password_mailbox
+from tests.fakes.ca import TestCA
+from tests.fakes.dovecot import DovecotServer, free_port
+from tests.fakes.smtp import FakeSMTPServer
+
+pytestmark = pytest.mark.dovecot
+
+
+@pytest.fixture
+def smtp_server(test_ca: TestCA) -> Iterator[FakeSMTPServer]:
+    with FakeSMTPServer(test_ca) as server:
+        yield server
+
+
+@pytest.fixture
+def account(
+    dovecot: DovecotServer, smtp_server: FakeSMTPServer, trust_test_ca: Path
+) -> dict[str, Any]:
+    """Settings that work: a password user on both servers, IMAP over TLS, SMTP STARTTLS."""
+    user, password = f"check-{uuid.uuid4().hex[:8]}@example.net", "pass " + uuid.uuid4().hex
+    dovecot.add_password_user(user, password)
+    smtp_server.add_password_user(user, password)
+    return {
+        "imap_host": "127.0.0.1",
+        "imap_port": dovecot.port,
+        "imap_security": "ssl",
+        "username": user,
+        "password": password,
+        "smtp_host": "127.0.0.1",
+        "smtp_port": smtp_server.port,
+        "smtp_security": "starttls",
+    }
+
+
+def test_settings_that_work_have_no_problems(
+    account: dict[str, Any], smtp_server: FakeSMTPServer
+) -> None:
+    assert check_password_mailbox(**account) == {}
+    assert smtp_server.state.auth_attempts[-1][1:] == (account["username"], True)
+    assert smtp_server.messages == []  # a check sends nothing
+    assert check_password_mailbox(**{**account, "smtp_host": ""}) == {}  # SMTP is optional
+
+
+def test_a_wrong_password_is_reported_on_the_password(account: dict[str, Any]) -> None:
+    problems = check_password_mailbox(**{**account, "password": "not the password"})
+    assert set(problems) == {"password", "smtp_host"}
+    assert "rejected the login for " + account["username"] in problems["password"]
+    assert "rejected the login" in problems["smtp_host"]
+    assert "not the password" not in str(problems)
+
+
+def test_the_wrong_encryption_mode_names_the_setting(
+    account: dict[str, Any], dovecot: DovecotServer, smtp_server: FakeSMTPServer
+) -> None:
+    """TLS on ports that start in plain text (Dovecot's plain port, SMTP submission)."""
+    problems = check_password_mailbox(
+        **{**account, "imap_port": dovecot.plain_port, "smtp_security": "ssl"}
+    )
+    assert set(problems) == {"imap_host", "smtp_host"}
+    for problem in problems.values():
+        assert "does not speak TLS on this port" in problem and "STARTTLS" in problem
+    # STARTTLS on an implicit-TLS port waits for a greeting that never comes.
+    slow = check_password_mailbox(**{**account, "imap_security": "starttls"}, timeout=1)
+    assert "set the encryption to TLS" in slow["imap_host"]
+
+
+def test_unreachable_and_untrusted_servers(
+    account: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nobody = free_port()
+    problems = check_password_mailbox(**{**account, "imap_port": nobody, "smtp_port": nobody})
+    assert "ConnectionRefusedError" in problems["imap_host"]
+    assert "ConnectionRefusedError" in problems["smtp_host"]
+    monkeypatch.delenv("SSL_CERT_FILE")
+    untrusted = check_password_mailbox(**account)
+    assert "TLS certificate not trusted" in untrusted["imap_host"]
+    assert "TLS certificate not trusted" in untrusted["smtp_host"]
+
+
+@pytest.mark.parametrize(
+    ("exc", "configuration"),
+    [
+        (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), True),
+        (socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"), False),
+        (ConnectionRefusedError(111, "Connection refused"), False),
+        (TimeoutError("timed out"), False),
+        (ssl.SSLCertVerificationError(1, "certificate verify failed"), True),
+    ],
+)
+def test_which_failures_a_setting_causes(exc: BaseException, configuration: bool) -> None:
+    """A typo in a host name is a setting; a resolver or server that is down is not."""
+    assert is_configuration_error(exc) is configuration
