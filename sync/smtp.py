@@ -153,9 +153,11 @@ def check_password_login(
 @contextlib.contextmanager
 def _session(host: str, port: int, security: str, *, timeout: float) -> Iterator[smtplib.SMTP]:
     """A connected SMTP session over verified TLS whose failures come out as SendErrors."""
-    client: smtplib.SMTP | None = None
     try:
         client = _connect(host, port, security, tls_context(), timeout)
+    except (smtplib.SMTPException, OSError) as exc:
+        raise _connection_failure(host, port, security, exc) from None
+    try:
         yield client
     except smtplib.SMTPRecipientsRefused as exc:
         reasons = "; ".join(
@@ -166,21 +168,33 @@ def _session(host: str, port: int, security: str, *, timeout: float) -> Iterator
             raise TransientSendError(f"Recipients deferred: {reasons}") from None
         raise PermanentSendError(f"Every recipient was refused: {reasons}") from None
     except smtplib.SMTPResponseException as exc:
-        text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else ""
-        message = f"The SMTP server answered {exc.smtp_code} {text}".strip()
-        if 400 <= exc.smtp_code < 500:
-            raise TransientSendError(message) from None
-        raise PermanentSendError(message) from None
-    except (smtplib.SMTPServerDisconnected, smtplib.SMTPException, OSError) as exc:
-        message = (
-            f"Connecting to {host}:{port} failed: {describe(exc)}{security_hint(exc, security)}."
-        )
-        if is_configuration_error(exc):
-            raise PermanentSendError(message) from None
-        raise TransientSendError(message) from None
+        raise _answer_failure(exc) from None
+    except (smtplib.SMTPException, OSError) as exc:
+        raise TransientSendError(
+            f"The connection to {host}:{port} failed: {describe(exc)}."
+        ) from None
     finally:
-        if client is not None:
-            try:
-                client.quit()
-            except Exception:
-                client.close()
+        try:
+            client.quit()
+        except Exception:
+            client.close()
+
+
+def _connection_failure(host: str, port: int, security: str, exc: BaseException) -> SendError:
+    """Why the session could not start, naming the setting to change where one is at fault."""
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return _answer_failure(exc)  # a refusing greeting, STARTTLS unavailable right now
+    # smtplib reports a greeting that never came as a disconnection; the cause says why.
+    cause = exc.__context__ if isinstance(exc.__context__, OSError) else exc
+    message = f"Cannot connect to {host}:{port}: {describe(cause)}{security_hint(cause, security)}."
+    if is_configuration_error(cause):
+        return PermanentSendError(message)
+    return TransientSendError(message)
+
+
+def _answer_failure(exc: smtplib.SMTPResponseException) -> SendError:
+    text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) else ""
+    message = f"The SMTP server answered {exc.smtp_code} {text}".strip()
+    if 400 <= exc.smtp_code < 500:
+        return TransientSendError(message)
+    return PermanentSendError(message)

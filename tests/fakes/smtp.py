@@ -147,11 +147,17 @@ class _Controller(Controller):
 
 
 class FakeSMTPServer:
-    """``with FakeSMTPServer(ca, idp) as smtp:`` serves 127.0.0.1:``smtp.port``."""
+    """``with FakeSMTPServer(ca, idp) as smtp:`` serves 127.0.0.1:``smtp.port``.
 
-    def __init__(self, ca: TestCA, idp: FakeIdentityProvider | None = None) -> None:
+    ``implicit_tls`` serves TLS from the first byte (as port 465 does) instead of STARTTLS.
+    """
+
+    def __init__(
+        self, ca: TestCA, idp: FakeIdentityProvider | None = None, *, implicit_tls: bool = False
+    ) -> None:
         self.ca = ca
         self.idp = idp
+        self.implicit_tls = implicit_tls
         self.port = free_port()
         self.lock = threading.Lock()
         self.state = _State()
@@ -213,14 +219,20 @@ class FakeSMTPServer:
 
     def start(self) -> FakeSMTPServer:
         handler = _Handler(self)
+        context = self.ca.server_context("smtp")
+        # aiosmtpd does not count implicit TLS as TLS for auth_require_tls, so it would offer
+        # no AUTH at all; every byte of that connection is encrypted anyway.
+        tls: dict[str, Any] = (
+            {"ssl_context": context, "auth_require_tls": False}
+            if self.implicit_tls
+            else {"tls_context": context, "require_starttls": True, "auth_require_tls": True}
+        )
         self._controller = _Controller(
             handler,
             hostname="127.0.0.1",
             port=self.port,
-            tls_context=self.ca.server_context("smtp"),
-            require_starttls=True,
+            **tls,
             auth_required=True,
-            auth_require_tls=True,
             authenticator=_PasswordAuthenticator(self),
             server_hostname="localhost",
         )

@@ -74,9 +74,20 @@ def test_the_wrong_encryption_mode_names_the_setting(
     assert set(problems) == {"imap_host", "smtp_host"}
     for problem in problems.values():
         assert "does not speak TLS on this port" in problem and "STARTTLS" in problem
-    # STARTTLS on an implicit-TLS port waits for a greeting that never comes.
-    slow = check_password_mailbox(**{**account, "imap_security": "starttls"}, timeout=1)
-    assert "set the encryption to TLS" in slow["imap_host"]
+
+
+def test_starttls_on_an_implicit_tls_port_names_the_setting(
+    account: dict[str, Any], test_ca: TestCA
+) -> None:
+    """The client waits for a greeting the server never sends (it waits for TLS)."""
+    with FakeSMTPServer(test_ca, implicit_tls=True) as implicit:
+        implicit.add_password_user(account["username"], account["password"])
+        on_implicit = {**account, "smtp_port": implicit.port}
+        assert check_password_mailbox(**{**on_implicit, "smtp_security": "ssl"}) == {}
+        slow = check_password_mailbox(**{**on_implicit, "imap_security": "starttls"}, timeout=1)
+    assert set(slow) == {"imap_host", "smtp_host"}
+    for problem in slow.values():
+        assert "timed out (if this port expects TLS from the first byte" in problem
 
 
 def test_unreachable_and_untrusted_servers(
