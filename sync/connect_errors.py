@@ -24,6 +24,8 @@ def describe(exc: BaseException) -> str:
         return f"TLS certificate not trusted ({exc.verify_message})"
     if isinstance(exc, socket.gaierror) and exc.errno in _UNKNOWN_HOST:
         return "no such host"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listens on that port, or a firewall refuses it)"
     return f"{type(exc).__name__}: {exc}"[:300]
 
 

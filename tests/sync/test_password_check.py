@@ -95,8 +95,8 @@ def test_unreachable_and_untrusted_servers(
 ) -> None:
     nobody = free_port()
     problems = check_password_mailbox(**{**account, "imap_port": nobody, "smtp_port": nobody})
-    assert "ConnectionRefusedError" in problems["imap_host"]
-    assert "ConnectionRefusedError" in problems["smtp_host"]
+    assert "connection refused" in problems["imap_host"]
+    assert "connection refused" in problems["smtp_host"]
     monkeypatch.delenv("SSL_CERT_FILE")
     untrusted = check_password_mailbox(**account)
     assert "TLS certificate not trusted" in untrusted["imap_host"]
