@@ -7,20 +7,26 @@ here changes the process environment; ``trust_test_ca`` does so per test through
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.fakes.ca import TestCA
 from tests.fakes.dovecot import DOVECOT_BINARY, DovecotServer
 from tests.fakes.idp import FakeIdentityProvider
+from tests.fakes.smtp import FakeSMTPServer
 
 __all__ = [
+    "PasswordAccount",
     "dovecot",
     "dovecot_exchange_like",
     "fresh_idp",
     "idp",
+    "password_account",
     "test_ca",
     "trust_test_ca",
 ]
@@ -86,3 +92,39 @@ def dovecot_exchange_like(
         exchange_names=True,
     ) as server:
         yield server
+
+
+@dataclass
+class PasswordAccount:
+    """A user that the real Dovecot and an SMTP stand-in both know, with the same password."""
+
+    username: str
+    password: str
+    dovecot: DovecotServer
+    smtp: FakeSMTPServer
+
+    def settings(self) -> dict[str, Any]:
+        """The server settings that work for it: IMAP over TLS, SMTP with STARTTLS."""
+        return {
+            "imap_host": "127.0.0.1",
+            "imap_port": self.dovecot.port,
+            "imap_security": "ssl",
+            "username": self.username,
+            "password": self.password,
+            "smtp_host": "127.0.0.1",
+            "smtp_port": self.smtp.port,
+            "smtp_security": "starttls",
+        }
+
+
+@pytest.fixture
+def password_account(
+    dovecot: DovecotServer, test_ca: TestCA, trust_test_ca: Path
+) -> Iterator[PasswordAccount]:
+    """A new ``PasswordAccount``, with an SMTP stand-in of its own for the test."""
+    username = f"user-{uuid.uuid4().hex[:8]}@example.net"
+    password = "pass " + uuid.uuid4().hex
+    dovecot.add_password_user(username, password)
+    with FakeSMTPServer(test_ca) as smtp:
+        smtp.add_password_user(username, password)
+        yield PasswordAccount(username, password, dovecot, smtp)

@@ -1,9 +1,6 @@
 """The Mailboxes page: state, progress, access, adding IMAP mailboxes, disconnecting."""
 
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,9 +11,8 @@ from accounts import actions, vault
 from accounts.models import MailAccount, MailboxAccess, User
 from mailweb.models import Conversation, Folder, Message
 from mailweb.views.mailboxes import format_duration
-from tests.fakes.ca import TestCA
 from tests.fakes.dovecot import DovecotServer
-from tests.fakes.smtp import FakeSMTPServer
+from tests.fakes.fixtures import PasswordAccount
 
 
 @pytest.fixture
@@ -107,29 +103,9 @@ def test_grant_rejects_admins_and_unknown_users(
 
 
 @pytest.fixture
-def smtp_server(test_ca: TestCA) -> Iterator[FakeSMTPServer]:
-    with FakeSMTPServer(test_ca) as server:
-        yield server
-
-
-@pytest.fixture
-def server_user(
-    dovecot: DovecotServer, smtp_server: FakeSMTPServer, trust_test_ca: Path
-) -> dict[str, Any]:
-    """The form's fields for a user both servers know (IMAP over TLS, SMTP with STARTTLS)."""
-    address, password = f"new-{uuid.uuid4().hex[:8]}@example.org", "s3cret-" + uuid.uuid4().hex
-    dovecot.add_password_user(address, password)
-    smtp_server.add_password_user(address, password)
-    return {
-        "address": address,
-        "imap_host": "127.0.0.1",
-        "imap_port": dovecot.port,
-        "imap_security": "ssl",
-        "username": "",
-        "password": password,
-        "smtp_host": "127.0.0.1",
-        "smtp_port": smtp_server.port,
-    }
+def server_user(password_account: PasswordAccount) -> dict[str, Any]:
+    """The form's fields for a user both servers know; the username is left to default."""
+    return {**password_account.settings(), "address": password_account.username, "username": ""}
 
 
 @pytest.mark.dovecot

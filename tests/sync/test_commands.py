@@ -16,9 +16,7 @@ from accounts.models import MailAccount
 from mailweb.actions import record_heartbeat
 from mailweb.blobs import get_blob
 from mailweb.models import Conversation, Message
-from tests.fakes.ca import TestCA
-from tests.fakes.dovecot import DovecotServer
-from tests.fakes.smtp import FakeSMTPServer
+from tests.fakes.fixtures import PasswordAccount
 from tests.sync.conftest import ImapAccount
 from tests.sync.mail import message, new_id, thread
 
@@ -53,45 +51,50 @@ def test_syncnow_reports_failures(imap_account: Callable[..., ImapAccount]) -> N
     assert account.refresh().status == MailAccount.Status.NEEDS_RECONNECT
 
 
+def addmailbox(address: str, account: PasswordAccount, secret: Path, *extra: str) -> list[str]:
+    """``addmailbox`` for ``account``'s servers (IMAP over TLS) with the password in ``secret``."""
+    return [
+        "addmailbox",
+        address,
+        "--imap-host",
+        f"127.0.0.1:{account.dovecot.port}",
+        "--imap-security",
+        "ssl",
+        "--username",
+        account.username,
+        "--password-file",
+        str(secret),
+        *extra,
+    ]
+
+
 @pytest.mark.dovecot
 def test_addmailbox_checks_the_settings_then_syncs(
-    dovecot: DovecotServer, test_ca: TestCA, tmp_path: Path, trust_test_ca: Path
+    password_account: PasswordAccount, tmp_path: Path
 ) -> None:
-    dovecot.add_password_user("scripted@example.com", "s3cret-pass")
-    dovecot.append("scripted@example.com", "INBOX", message("Hello script"))
+    account = password_account
+    account.dovecot.append(account.username, "INBOX", message("Hello script"))
     secret = tmp_path / "password"
-    secret.write_text("s3cret-pass\n")
-    with FakeSMTPServer(test_ca) as smtp_server:
-        smtp_server.add_password_user("scripted@example.com", "s3cret-pass")
-        command = [
-            "addmailbox",
-            "scripted@example.com",
-            "--imap-host",
-            f"127.0.0.1:{dovecot.port}",
-            "--imap-security",
-            "ssl",
-            "--password-file",
-            str(secret),
-            "--smtp-host",
-            smtp_server.host,
-        ]
-        output = run(*command)
-        attempts = smtp_server.state.auth_attempts
-        assert [(user, ok) for _, user, ok in attempts] == [("scripted@example.com", True)]
-    assert "Added scripted@example.com" in output
-    mailbox = MailAccount.objects.get(address="scripted@example.com")
+    secret.write_text(account.password + "\n")
+    command = addmailbox(account.username, account, secret, "--smtp-host", account.smtp.host)
+    output = run(*command)
+    attempts = account.smtp.state.auth_attempts
+    assert [(user, ok) for _, user, ok in attempts] == [(account.username, True)]
+    assert f"Added {account.username}" in output
+    mailbox = MailAccount.objects.get(address=account.username)
     assert (mailbox.method, mailbox.imap_port, mailbox.smtp_port) == (
         "imap_password",
-        dovecot.port,
-        smtp_server.port,
+        account.dovecot.port,
+        account.smtp.port,
     )
-    assert mailbox.username == "scripted@example.com"
-    assert vault.get_password(mailbox) == "s3cret-pass"
-    assert "1 new" in run("syncnow", "scripted@example.com")
+    assert mailbox.username == account.username
+    assert vault.get_password(mailbox) == account.password
+    assert "1 new" in run("syncnow", account.username)
 
-    # The SMTP server is gone now: the check says so and saves nothing, unless told not to.
-    other = [*command[:1], "other@example.com", *command[2:], "--username", "scripted@example.com"]
-    with pytest.raises(CommandError, match=r"nothing was saved:\n  SMTP server: Connecting to"):
+    # With the SMTP server gone, the check says so and saves nothing, unless told not to.
+    account.smtp.stop()
+    other = addmailbox("other@example.com", account, secret, "--smtp-host", account.smtp.host)
+    with pytest.raises(CommandError, match=r"nothing was saved:\n  SMTP server: Cannot connect"):
         run(*other)
     assert not MailAccount.objects.filter(address="other@example.com").exists()
     assert "Added other@example.com" in run(*other, "--no-check")
@@ -104,22 +107,13 @@ def test_addmailbox_checks_the_settings_then_syncs(
 
 @pytest.mark.dovecot
 def test_addmailbox_refuses_a_password_the_server_refuses(
-    dovecot: DovecotServer, tmp_path: Path, trust_test_ca: Path
+    password_account: PasswordAccount, tmp_path: Path
 ) -> None:
-    dovecot.add_password_user("typo@example.com", "right")
     secret = tmp_path / "password"
     secret.write_text("wrong\n")
-    with pytest.raises(CommandError, match=r"login: .*rejected the login for typo@example.com"):
-        run(
-            "addmailbox",
-            "typo@example.com",
-            "--imap-host",
-            f"127.0.0.1:{dovecot.port}",
-            "--imap-security",
-            "ssl",
-            "--password-file",
-            str(secret),
-        )
+    expected = f"login: .*rejected the login for {password_account.username}"
+    with pytest.raises(CommandError, match=expected):
+        run(*addmailbox("typo@example.com", password_account, secret))
     assert not MailAccount.objects.exists()
 
 

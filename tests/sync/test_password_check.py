@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import socket
 import ssl
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,40 +13,21 @@ from sync.connect_errors import is_configuration_error
 from sync.password_check import check_password_mailbox
 from tests.fakes.ca import TestCA
 from tests.fakes.dovecot import DovecotServer, free_port
+from tests.fakes.fixtures import PasswordAccount
 from tests.fakes.smtp import FakeSMTPServer
 
 pytestmark = pytest.mark.dovecot
 
 
 @pytest.fixture
-def smtp_server(test_ca: TestCA) -> Iterator[FakeSMTPServer]:
-    with FakeSMTPServer(test_ca) as server:
-        yield server
-
-
-@pytest.fixture
-def account(
-    dovecot: DovecotServer, smtp_server: FakeSMTPServer, trust_test_ca: Path
-) -> dict[str, Any]:
-    """Settings that work: a password user on both servers, IMAP over TLS, SMTP STARTTLS."""
-    user, password = f"check-{uuid.uuid4().hex[:8]}@example.net", "pass " + uuid.uuid4().hex
-    dovecot.add_password_user(user, password)
-    smtp_server.add_password_user(user, password)
-    return {
-        "imap_host": "127.0.0.1",
-        "imap_port": dovecot.port,
-        "imap_security": "ssl",
-        "username": user,
-        "password": password,
-        "smtp_host": "127.0.0.1",
-        "smtp_port": smtp_server.port,
-        "smtp_security": "starttls",
-    }
+def account(password_account: PasswordAccount) -> dict[str, Any]:
+    return password_account.settings()
 
 
 def test_settings_that_work_have_no_problems(
-    account: dict[str, Any], smtp_server: FakeSMTPServer
+    account: dict[str, Any], password_account: PasswordAccount
 ) -> None:
+    smtp_server = password_account.smtp
     assert check_password_mailbox(**account) == {}
     assert smtp_server.state.auth_attempts[-1][1:] == (account["username"], True)
     assert smtp_server.messages == []  # a check sends nothing
@@ -65,7 +43,7 @@ def test_a_wrong_password_is_reported_on_the_password(account: dict[str, Any]) -
 
 
 def test_the_wrong_encryption_mode_names_the_setting(
-    account: dict[str, Any], dovecot: DovecotServer, smtp_server: FakeSMTPServer
+    account: dict[str, Any], dovecot: DovecotServer
 ) -> None:
     """TLS on ports that start in plain text (Dovecot's plain port, SMTP submission)."""
     problems = check_password_mailbox(
