@@ -9,6 +9,7 @@ next; none becomes a 500.
 """
 
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -56,7 +57,7 @@ def reconnect(request: HttpRequest, pk: int) -> HttpResponse:
     """Sign in again for an existing mailbox (after a revocation, or to resume a kept one)."""
     mailbox = get_object_or_404(MailAccount, pk=pk)
     if not mailbox.uses_oauth:
-        return redirect(reverse("mailbox_add_imap") + f"?address={mailbox.address}")
+        return redirect(reverse("mailbox_add_imap") + "?" + urlencode({"address": mailbox.address}))
     if not microsoft.is_configured():
         return _not_configured(request)
     if request.method == "POST":

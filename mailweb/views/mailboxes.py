@@ -98,7 +98,8 @@ def add_imap(request: HttpRequest) -> HttpResponse:
     mode or password shows beside its field. When they cannot be reached right now, the form
     offers to save the settings anyway, and the sync keeps retrying.
     """
-    initial = {"address": request.GET.get("address", "")}
+    existing = _password_mailbox(request.POST.get("address") or request.GET.get("address", ""))
+    initial = _saved_settings(existing) if existing else {"address": request.GET.get("address", "")}
     form = AddImapMailboxForm(request.POST or None, initial=initial)
     check_failed = False
     if request.method == "POST" and form.is_valid():
@@ -134,8 +135,36 @@ def add_imap(request: HttpRequest) -> HttpResponse:
                 messages.success(request, f"Added {mailbox.address}. {outcome}")
                 return redirect("mailboxes")
     return render(
-        request, "mailweb/mailboxes_add_imap.html", {"form": form, "check_failed": check_failed}
+        request,
+        "mailweb/mailboxes_add_imap.html",
+        {"form": form, "check_failed": check_failed, "existing": existing},
     )
+
+
+def _password_mailbox(address: str) -> MailAccount | None:
+    if not address.strip():
+        return None
+    return MailAccount.objects.filter(
+        address__iexact=address.strip(), method=MailAccount.Method.IMAP_PASSWORD
+    ).first()
+
+
+def _saved_settings(mailbox: MailAccount) -> dict[str, Any]:
+    """The form's starting values for a mailbox that has them: changing a password (the
+    Mailboxes page's "Change password") must not mean typing every server setting again, and
+    a field left empty would otherwise replace the saved value."""
+    same_login = mailbox.username.lower() == mailbox.address.lower()
+    return {
+        "address": mailbox.address,
+        "display_name": mailbox.display_name,
+        "imap_host": mailbox.imap_host,
+        "imap_port": mailbox.imap_port,
+        "imap_security": mailbox.imap_security,
+        "username": "" if same_login else mailbox.username,
+        "smtp_host": mailbox.smtp_host,
+        "smtp_port": mailbox.smtp_port,
+        "smtp_security": mailbox.smtp_security,
+    }
 
 
 def _report_problems(form: AddImapMailboxForm, settings: dict[str, Any]) -> bool:

@@ -147,6 +147,36 @@ def test_settings_that_do_not_work_are_shown_and_not_saved(
     assert MailAccount.objects.get().imap_port == dovecot.plain_port
 
 
+@pytest.mark.dovecot
+def test_change_password_starts_from_the_saved_settings(
+    admin_client: Client, password_account: PasswordAccount
+) -> None:
+    """ "Change password" must not mean typing every setting again, nor losing one left empty."""
+    saved = password_account.settings()
+    mailbox = actions.add_password_mailbox(
+        "Team+Support@example.net", display_name="Team", **{**saved, "password": "old"}
+    )
+    MailAccount.objects.filter(pk=mailbox.pk).update(status=MailAccount.Status.NEEDS_RECONNECT)
+    reconnect = admin_client.get(f"/mailboxes/{mailbox.pk}/reconnect/")
+    page = admin_client.get(reconnect["Location"])
+    html = page.content.decode()
+    assert "Sign-in settings of Team+Support@example.net" in html
+    form = page.context["form"]
+    expected = {**saved, "address": mailbox.address, "display_name": "Team"}
+    del expected["password"]
+    assert {name: form[name].value() for name in expected} == expected
+    assert form["password"].value() is None  # never shown again
+    # What the browser posts back: the saved values, and the new password typed in.
+    posted = {name: form[name].value() for name in form.fields if name != "save_unchecked"}
+    response = admin_client.post("/mailboxes/add-imap/", {**posted, "password": saved["password"]})
+    assert response.status_code == 302
+    mailbox.refresh_from_db()
+    assert mailbox.status == MailAccount.Status.ACTIVE
+    assert (mailbox.smtp_host, mailbox.smtp_port) == ("127.0.0.1", password_account.smtp.port)
+    assert mailbox.username == password_account.username
+    assert vault.get_password(mailbox) == saved["password"]
+
+
 def test_add_imap_mailbox_with_an_explicit_encryption_mode(admin_client: Client) -> None:
     """Implicit TLS on a port other than 993, and STARTTLS on 465, as some hosts need."""
     form = {
@@ -231,7 +261,7 @@ def test_reconnect_of_a_password_mailbox_goes_to_the_password_form(
 ) -> None:
     response = admin_client.get(f"/mailboxes/{mailbox.pk}/reconnect/")
     assert response.status_code == 302
-    assert response["Location"] == "/mailboxes/add-imap/?address=support@example.com"
+    assert response["Location"] == "/mailboxes/add-imap/?address=support%40example.com"
 
 
 def test_unknown_mailbox_is_404(admin_client: Client, db: None) -> None:
