@@ -5,8 +5,10 @@ Counters live in the shared cache with a sliding window; while an account or an 
 locked, the password is not even checked, and the sign-in page says how long to wait.
 """
 
+import ipaddress
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
@@ -20,10 +22,43 @@ WINDOW = 15 * 60  # seconds
 
 
 def client_ip(request: HttpRequest | None) -> str:
-    """REMOTE_ADDR, which the reverse proxy (or gunicorn's forwarded-allow-ips) sets."""
+    """The visitor's address, which failed sign-ins are counted by.
+
+    Behind the reverse proxy (``MAILWEB_BEHIND_PROXY``) REMOTE_ADDR is the proxy's own address
+    for every visitor (gunicorn does not replace it), so counting by it would let anyone's 20
+    failures lock everybody out. The proxy appends the address it saw to X-Forwarded-For; that
+    last entry is believed only from a peer on a private or loopback address, where a proxy
+    sits, so that a visitor reaching the port directly cannot choose their own address.
+    """
     if request is None:
         return "unknown"
-    return str(request.META.get("REMOTE_ADDR") or "unknown")
+    remote = str(request.META.get("REMOTE_ADDR") or "unknown")
+    if not settings.MAILWEB_BEHIND_PROXY or not _is_local(remote):
+        return remote
+    forwarded = str(request.META.get("HTTP_X_FORWARDED_FOR") or "").split(",")[-1].strip()
+    try:
+        return str(ipaddress.ip_address(forwarded))
+    except ValueError:
+        return remote
+
+
+#: Where a reverse proxy's connections come from: loopback, the private ranges (RFC 1918, and
+#: Docker's networks within them) and IPv6 unique-local addresses.
+_PROXY_NETWORKS = tuple(
+    ipaddress.ip_network(network)
+    for network in [
+        *("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"),
+        *("::1/128", "fc00::/7"),
+    ]
+)
+
+
+def _is_local(address: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in _PROXY_NETWORKS)
 
 
 def _keys(username: str, ip: str) -> tuple[str, str]:

@@ -205,9 +205,13 @@ if not DEBUG:
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if SESSION_COOKIE_SECURE else 0)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HSTS_SECONDS > 0
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=False)
-    if env_bool("MAILWEB_BEHIND_PROXY", default=True):
-        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-        USE_X_FORWARDED_HOST = True
+
+#: A reverse proxy passes requests on (production): trust what it says of the visitor
+#: (X-Forwarded-Proto / -Host, and X-Forwarded-For in ``accounts.auth_backends.client_ip``).
+MAILWEB_BEHIND_PROXY = not DEBUG and env_bool("MAILWEB_BEHIND_PROXY", default=True)
+if MAILWEB_BEHIND_PROXY:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    USE_X_FORWARDED_HOST = True
 
 # --- Mail out (notifications, password reset) ----------------------------------------------
 EMAIL_URL = env_secret("EMAIL_URL")

@@ -1,10 +1,11 @@
 """Signing in with rate-limited failures, signing out, and resetting a password by email."""
 
 import re
+from typing import Any
 
 import pytest
 from django.core import mail
-from django.test import Client
+from django.test import Client, RequestFactory
 
 from accounts import auth_backends
 from accounts.models import User
@@ -44,6 +45,53 @@ def test_one_address_guessing_many_accounts_is_locked(client: Client, member: Us
     assert "Too many failed sign-in attempts" in page
     # The same person from another address still gets in.
     _attempt(client, member.email, "correct horse battery", ip="198.51.100.7")
+    assert client.session["_auth_user_id"] == str(member.pk)
+
+
+@pytest.mark.parametrize(
+    ("behind_proxy", "peer", "forwarded", "counted_as"),
+    [
+        # The proxy's own address for every visitor; it appends the one it saw.
+        (True, "172.18.0.1", "203.0.113.9", "203.0.113.9"),
+        (True, "127.0.0.1", "10.9.8.7, 198.51.100.7", "198.51.100.7"),  # the proxy's entry
+        (True, "::1", "2001:db8::5", "2001:db8::5"),
+        # A visitor on the port directly, or without a proxy: their header is not believed.
+        (True, "203.0.113.50", "198.51.100.7", "203.0.113.50"),
+        (False, "172.18.0.1", "203.0.113.9", "172.18.0.1"),
+        (True, "172.18.0.1", "not an address", "172.18.0.1"),
+        (True, "172.18.0.1", "", "172.18.0.1"),
+    ],
+)
+def test_the_address_counted_behind_a_reverse_proxy(
+    settings: Any, behind_proxy: bool, peer: str, forwarded: str, counted_as: str
+) -> None:
+    settings.MAILWEB_BEHIND_PROXY = behind_proxy
+    request = RequestFactory().post("/login/", REMOTE_ADDR=peer, HTTP_X_FORWARDED_FOR=forwarded)
+    assert auth_backends.client_ip(request) == counted_as
+
+
+def test_behind_a_proxy_one_visitor_cannot_lock_out_the_others(
+    client: Client, member: User, settings: Any
+) -> None:
+    """Every request arrives from the proxy; 20 failures of one visitor lock only them."""
+    settings.MAILWEB_BEHIND_PROXY = True
+
+    def attempt(email: str, password: str, visitor: str) -> str:
+        response = client.post(
+            "/login/",
+            {"username": email, "password": password},
+            REMOTE_ADDR="172.18.0.1",
+            HTTP_X_FORWARDED_FOR=visitor,
+            follow=True,
+        )
+        return response.content.decode()
+
+    for index in range(auth_backends.IP_LIMIT):
+        attempt(f"nobody{index}@example.com", "guess", "203.0.113.9")
+    assert "Too many failed sign-in attempts" in attempt(
+        member.email, "correct horse battery", "203.0.113.9"
+    )
+    attempt(member.email, "correct horse battery", "198.51.100.7")
     assert client.session["_auth_user_id"] == str(member.pk)
 
 
