@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
 from typing import Any
 
 import pytest
@@ -94,3 +95,31 @@ def test_unreachable_and_untrusted_servers(
 def test_which_failures_a_setting_causes(exc: BaseException, configuration: bool) -> None:
     """A typo in a host name is a setting; a resolver or server that is down is not."""
     assert is_configuration_error(exc) is configuration
+
+
+def test_a_server_that_never_finishes_its_greeting_does_not_hold_the_page() -> None:
+    """One byte every 0.2 s keeps every read under a 1 s timeout, forever: the check still ends."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            while not stop.wait(0.2):
+                connection.sendall(b"*")
+
+    threading.Thread(target=trickle, daemon=True).start()
+    try:
+        problems = check_password_mailbox(
+            imap_host="127.0.0.1",
+            imap_port=listener.getsockname()[1],
+            imap_security="starttls",
+            username="someone",
+            password="secret",
+            timeout=1,
+        )
+    finally:
+        stop.set()
+        listener.close()
+    # Returning at all is the point (without the deadline this waits forever).
+    assert problems == {"imap_host": "The server gave no complete answer within 2 s."}
