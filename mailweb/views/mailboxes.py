@@ -150,9 +150,9 @@ def _password_mailbox(address: str) -> MailAccount | None:
 
 
 def _saved_settings(mailbox: MailAccount) -> dict[str, Any]:
-    """The form's starting values for a mailbox that has them: changing a password (the
-    Mailboxes page's "Change password") must not mean typing every server setting again, and
-    a field left empty would otherwise replace the saved value."""
+    """The form's starting values for a mailbox that has them: a new password (the Mailboxes
+    page's "Sign-in settings") must not mean typing every server setting again, and a field
+    left empty would otherwise replace the saved value."""
     same_login = mailbox.username.lower() == mailbox.address.lower()
     return {
         "address": mailbox.address,

@@ -151,12 +151,15 @@ def test_settings_that_do_not_work_are_shown_and_not_saved(
 def test_change_password_starts_from_the_saved_settings(
     admin_client: Client, password_account: PasswordAccount
 ) -> None:
-    """ "Change password" must not mean typing every setting again, nor losing one left empty."""
+    """A new password must not mean typing every setting again, nor losing one left empty."""
     saved = password_account.settings()
     mailbox = actions.add_password_mailbox(
         "Team+Support@example.net", display_name="Team", **{**saved, "password": "old"}
     )
     MailAccount.objects.filter(pk=mailbox.pk).update(status=MailAccount.Status.NEEDS_RECONNECT)
+    card = admin_client.get("/mailboxes/").content.decode()
+    assert 'class="button-primary" href="/mailboxes/add-imap/?address=Team%2BSupport%40' in card
+    assert ">Sign-in settings</a>" in card
     reconnect = admin_client.get(f"/mailboxes/{mailbox.pk}/reconnect/")
     page = admin_client.get(reconnect["Location"])
     html = page.content.decode()
