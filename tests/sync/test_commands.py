@@ -117,6 +117,27 @@ def test_addmailbox_refuses_a_password_the_server_refuses(
     assert not MailAccount.objects.exists()
 
 
+@pytest.mark.dovecot
+def test_addmailbox_again_keeps_what_it_is_not_told(
+    password_account: PasswordAccount, tmp_path: Path
+) -> None:
+    """Rotating a password is --imap-host and --password-file; the rest stays as saved."""
+    account = password_account
+    secret = tmp_path / "password"
+    secret.write_text(account.password)
+    address = "rotate@example.com"
+    run(*addmailbox(address, account, secret, "--smtp-host", account.smtp.host))
+    # Dovecot's TLS port is not 993, so a mode left out would fall back to STARTTLS (a timeout).
+    rotate = ["addmailbox", address, "--imap-host", f"127.0.0.1:{account.dovecot.port}"]
+    assert f"Added {address}" in run(*rotate, "--password-file", str(secret))
+    mailbox = MailAccount.objects.get(address=address)
+    assert (mailbox.username, mailbox.imap_security) == (account.username, "ssl")
+    assert (mailbox.smtp_host, mailbox.smtp_port) == ("127.0.0.1", account.smtp.port)
+    # Said explicitly, it changes: '' removes the SMTP server.
+    run(*rotate, "--imap-security", "ssl", "--password-file", str(secret), "--smtp-host", "")
+    assert MailAccount.objects.get(address=address).smtp_host == ""
+
+
 def test_import_mbox_and_maildir(tmp_path: Path) -> None:
     box = MailAccount.objects.create(address="import@example.com", method="imap_password")
     path = tmp_path / "archive.mbox"

@@ -3,10 +3,12 @@
 Adds (or updates) a plain IMAP mailbox that signs in with a password, for scripted setups; the
 same as "Add an IMAP mailbox" on the Mailboxes page. The password is read from a file (``-``
 reads standard input) so it never appears in the process list or shell history; it goes
-straight into the encrypted vault. Before anything is saved the command signs in to the IMAP
-server (and the SMTP server, if given) with these settings, and stops with what failed;
-``--no-check`` skips that, for setups that run before the server is reachable. The initial sync
-is enqueued for the workers.
+straight into the encrypted vault. For a mailbox that exists, options left out keep their saved
+values (the login name, the SMTP server, the encryption mode of an unchanged server), so
+rotating a password takes ``--imap-host`` and ``--password-file`` alone. Before anything is
+saved the command signs in to the IMAP server (and the SMTP server, if any) with these settings,
+and stops with what failed; ``--no-check`` skips that, for setups that run before the server is
+reachable. The initial sync is enqueued for the workers.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.actions import MailboxConflict, add_password_mailbox, password_mailbox_conflict
 from accounts.endpoints import host_and_port
-from accounts.models import SECURITY_MODES
+from accounts.models import SECURITY_MODES, MailAccount
 from sync.password_check import check_password_mailbox
 
 
@@ -29,23 +31,31 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("address", help="the mailbox's email address")
         parser.add_argument("--imap-host", required=True, metavar="HOST[:PORT]")
-        parser.add_argument("--username", help="login name (default: the address)")
+        parser.add_argument(
+            "--username", help="login name (default: the saved one, else the address)"
+        )
         parser.add_argument(
             "--password-file",
             required=True,
             metavar="FILE",
             help="file holding the password; - for stdin",
         )
-        parser.add_argument("--smtp-host", default="", metavar="HOST[:PORT]")
+        parser.add_argument(
+            "--smtp-host",
+            metavar="HOST[:PORT]",
+            help="for replies (default: the saved one, else none; '' removes it)",
+        )
         parser.add_argument(
             "--imap-security",
             choices=[mode for mode, _ in SECURITY_MODES],
-            help="default: ssl on port 993, else starttls",
+            help="default: the saved mode for the same host and port, else ssl on 993, "
+            "else starttls",
         )
         parser.add_argument(
             "--smtp-security",
             choices=[mode for mode, _ in SECURITY_MODES],
-            help="default: ssl on port 465, else starttls",
+            help="default: the saved mode for the same host and port, else ssl on 465, "
+            "else starttls",
         )
         parser.add_argument("--display-name", default="")
         parser.add_argument(
@@ -63,19 +73,28 @@ class Command(BaseCommand):
         password = text.rstrip("\r\n")
         if not password:
             raise CommandError("the password file is empty")
+        saved = MailAccount.objects.filter(
+            address__iexact=options["address"].strip(), method=MailAccount.Method.IMAP_PASSWORD
+        ).first()
         imap_host, imap_port = host_and_port(options["imap_host"], 993)
-        smtp_host, smtp_port = (
-            host_and_port(options["smtp_host"], 587) if options["smtp_host"] else ("", 587)
-        )
-        settings = {
+        if options["smtp_host"] is None and saved is not None:
+            smtp_host, smtp_port = saved.smtp_host, saved.smtp_port
+        elif options["smtp_host"]:
+            smtp_host, smtp_port = host_and_port(options["smtp_host"], 587)
+        else:
+            smtp_host, smtp_port = "", 587
+        settings: dict[str, Any] = {
             "imap_host": imap_host,
             "imap_port": imap_port,
-            "username": options["username"] or options["address"],
+            "username": options["username"]
+            or (saved.username if saved is not None and saved.username else options["address"]),
             "password": password,
             "smtp_host": smtp_host,
             "smtp_port": smtp_port,
-            "imap_security": options["imap_security"],
-            "smtp_security": options["smtp_security"],
+            "imap_security": options["imap_security"]
+            or _saved_mode(saved, "imap", imap_host, imap_port),
+            "smtp_security": options["smtp_security"]
+            or _saved_mode(saved, "smtp", smtp_host, smtp_port),
         }
         conflict = password_mailbox_conflict(options["address"])
         if conflict:
@@ -93,6 +112,18 @@ class Command(BaseCommand):
             "the initial sync is queued. Run `manage.py syncnow "
             f"{mailbox.address}` to sync in the foreground."
         )
+
+
+def _saved_mode(saved: MailAccount | None, protocol: str, host: str, port: int) -> str | None:
+    """An existing mailbox's encryption mode for this server, when it is the same server.
+
+    Re-running the command to rotate a password must not turn an explicit choice (TLS on a port
+    other than 993, say) back into the port's default.
+    """
+    if saved is None:
+        return None
+    same = (getattr(saved, f"{protocol}_host"), getattr(saved, f"{protocol}_port")) == (host, port)
+    return str(getattr(saved, f"{protocol}_security")) if same else None
 
 
 _FIELD_NAMES = {"imap_host": "IMAP server", "password": "login", "smtp_host": "SMTP server"}
