@@ -101,6 +101,8 @@ def add_imap(request: HttpRequest) -> HttpResponse:
     existing = _password_mailbox(request.POST.get("address") or request.GET.get("address", ""))
     initial = _saved_settings(existing) if existing else {"address": request.GET.get("address", "")}
     form = AddImapMailboxForm(request.POST or None, initial=initial)
+    if existing:  # these are its settings: another address would add a second mailbox
+        form.fields["address"].widget.attrs["readonly"] = True
     check_failed = False
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data

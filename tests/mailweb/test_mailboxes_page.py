@@ -1,5 +1,6 @@
 """The Mailboxes page: state, progress, access, adding IMAP mailboxes, disconnecting."""
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -164,6 +165,8 @@ def test_change_password_starts_from_the_saved_settings(
     page = admin_client.get(reconnect["Location"])
     html = page.content.decode()
     assert "Sign-in settings of Team+Support@example.net" in html
+    address_input = re.search(r'<input[^>]*name="address"[^>]*>', html)
+    assert address_input and "readonly" in address_input.group(0), address_input
     form = page.context["form"]
     expected = {**saved, "address": mailbox.address, "display_name": "Team"}
     del expected["password"]
