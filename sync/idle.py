@@ -26,7 +26,8 @@ from django.db import close_old_connections, connection
 from accounts import vault
 from accounts.models import MailAccount
 from mailweb.models import Folder
-from sync.imap.connection import IMAP_METHODS, close_quietly, open_imap
+from sync.errors import RECONNECT, classify
+from sync.imap.connection import IMAP_METHODS, ImapLoginRejected, close_quietly, open_imap
 from sync.imap.session import Capabilities
 from sync.status import HELD_STATES
 
@@ -94,6 +95,9 @@ class IdleWatcher(threading.Thread):
                 except MailAccount.DoesNotExist:
                     self.gave_up = "mailbox deleted"
                     return
+                except ImapLoginRejected as exc:
+                    if self._refused_for_good(exc):
+                        return
                 except vault.TokenUnavailable as exc:
                     delay = max(delay, float(exc.retry_after or 0))
                     log.info("idle: mailbox %s: %s", self.mailbox_id, exc)
@@ -116,6 +120,19 @@ class IdleWatcher(threading.Thread):
                 delay = min(BACKOFF_MAX, delay * 2)
         finally:
             connection.close()
+
+    def _refused_for_good(self, exc: ImapLoginRejected) -> bool:
+        """A password the server refuses marks the mailbox, as the sync would, and ends the
+        watcher: trying it again every few seconds only gets the account locked. A refused
+        token (IMAP disabled, say) or a server that said "try later" is retried as usual."""
+        failure = classify(exc)
+        if failure.kind != RECONNECT:
+            log.info("idle: mailbox %s: %s", self.mailbox_id, failure.message)
+            return False
+        failure.record(self.mailbox_id)
+        self.gave_up = f"needs reconnect: {failure.message}"
+        log.info("idle: mailbox %s stops: the server refused its password", self.mailbox_id)
+        return True
 
     def _session(self) -> None:
         close_old_connections()

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from accounts import vault
 from accounts.actions import add_password_mailbox
-from accounts.models import MailAccount
+from accounts.models import AdminAlert, MailAccount
 from mailweb.models import Message
 from sync.idle import IdleSupervisor, IdleWatcher, is_change
 from tests.conftest import ROOT, Worker, wait_for, worker_environment
@@ -102,6 +103,22 @@ def test_watcher_reports_changes_renews_idle_and_reconnects(
         watcher.stop()
         watcher.join(10)
     assert not watcher.is_alive()
+
+
+def test_a_refused_password_stops_the_watcher_and_asks_for_a_reconnect(
+    private_mailbox: MailAccount,
+) -> None:
+    """Retrying a password the server refuses only gets the account locked: one try, then the
+    mailbox needs reconnecting (and an admin is told), as when the sync is refused."""
+    vault.store_password(private_mailbox, "changed on the server")
+    watcher = IdleWatcher(private_mailbox.pk, Notices())
+    watcher.start()
+    watcher.join(30)
+    assert not watcher.is_alive()
+    assert watcher.gave_up.startswith("needs reconnect:") and watcher.sessions == 0
+    private_mailbox.refresh_from_db()
+    assert private_mailbox.status == MailAccount.Status.NEEDS_RECONNECT
+    assert AdminAlert.objects.filter(mailbox=private_mailbox, resolved_at__isnull=True).exists()
 
 
 def test_supervisor_follows_the_mailbox_list(
