@@ -89,9 +89,9 @@ def _check_imap(
     try:
         imap.check_password_login(host, port, security, username, password, timeout=timeout)
     except imap.ImapLoginRejected as exc:
-        return {"imap_host" if exc.temporary else "password": f"{exc}"}
+        return {"imap_host" if exc.temporary else "password": _sentence(exc)}
     except imap.ImapError as exc:
-        return {"imap_host": f"{exc}"}
+        return {"imap_host": _sentence(exc)}
     return {}
 
 
@@ -101,5 +101,13 @@ def _check_smtp(
     try:
         smtp.check_password_login(host, port, security, username, password, timeout=timeout)
     except smtp.SendError as exc:
-        return {"smtp_host": f"{exc}"}
+        return {"smtp_host": _sentence(exc)}
     return {}
+
+
+def _sentence(exc: Exception) -> str:
+    """The error as a sentence of its own: the clients' messages are also written to be
+    embedded in others (the sync's "last error"), so IMAP's start in lower case."""
+    text = str(exc).strip()
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
