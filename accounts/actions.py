@@ -120,6 +120,16 @@ def _lock_or_create(address: str, method: str) -> tuple[MailAccount, bool]:
         return MailAccount.objects.select_for_update().get(address__iexact=address), False
 
 
+def saved_password_mailbox(address: str) -> MailAccount | None:
+    """The password mailbox with this address, if there is one: changing its password starts
+    from its saved settings (the Mailboxes page's form, ``manage.py addmailbox`` run again)."""
+    if not address.strip():
+        return None
+    return MailAccount.objects.filter(
+        address__iexact=address.strip(), method=MailAccount.Method.IMAP_PASSWORD
+    ).first()
+
+
 def password_mailbox_conflict(address: str) -> str:
     """Why ``address`` cannot be added with a password, or "" when it can.
 

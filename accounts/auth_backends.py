@@ -46,10 +46,14 @@ def client_ip(request: HttpRequest | None) -> str:
 #: Docker's networks within them) and IPv6 unique-local addresses.
 _PROXY_NETWORKS = tuple(
     ipaddress.ip_network(network)
-    for network in [
-        *("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"),
-        *("::1/128", "fc00::/7"),
-    ]
+    for network in (
+        "127.0.0.0/8",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "::1/128",
+        "fc00::/7",
+    )
 )
 
 

@@ -98,7 +98,9 @@ def add_imap(request: HttpRequest) -> HttpResponse:
     mode or password shows beside its field. When they cannot be reached right now, the form
     offers to save the settings anyway, and the sync keeps retrying.
     """
-    existing = _password_mailbox(request.POST.get("address") or request.GET.get("address", ""))
+    existing = actions.saved_password_mailbox(
+        request.POST.get("address") or request.GET.get("address", "")
+    )
     initial = _saved_settings(existing) if existing else {"address": request.GET.get("address", "")}
     form = AddImapMailboxForm(request.POST or None, initial=initial)
     if existing:  # these are its settings: another address would add a second mailbox
@@ -141,14 +143,6 @@ def add_imap(request: HttpRequest) -> HttpResponse:
         "mailweb/mailboxes_add_imap.html",
         {"form": form, "check_failed": check_failed, "existing": existing},
     )
-
-
-def _password_mailbox(address: str) -> MailAccount | None:
-    if not address.strip():
-        return None
-    return MailAccount.objects.filter(
-        address__iexact=address.strip(), method=MailAccount.Method.IMAP_PASSWORD
-    ).first()
 
 
 def _saved_settings(mailbox: MailAccount) -> dict[str, Any]:

@@ -19,9 +19,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.actions import MailboxConflict, add_password_mailbox, password_mailbox_conflict
+from accounts.actions import (
+    MailboxConflict,
+    add_password_mailbox,
+    password_mailbox_conflict,
+    saved_password_mailbox,
+)
 from accounts.endpoints import host_and_port
-from accounts.models import SECURITY_MODES, MailAccount
+from accounts.models import SECURITY_MODES
 from sync.password_check import check_password_mailbox
 
 
@@ -73,9 +78,9 @@ class Command(BaseCommand):
         password = text.rstrip("\r\n")
         if not password:
             raise CommandError("the password file is empty")
-        saved = MailAccount.objects.filter(
-            address__iexact=options["address"].strip(), method=MailAccount.Method.IMAP_PASSWORD
-        ).first()
+        saved = saved_password_mailbox(options["address"])
+        saved_imap = (saved.imap_host, saved.imap_port, saved.imap_security) if saved else None
+        saved_smtp = (saved.smtp_host, saved.smtp_port, saved.smtp_security) if saved else None
         imap_host, imap_port = host_and_port(options["imap_host"], 993)
         if options["smtp_host"] is None and saved is not None:
             smtp_host, smtp_port = saved.smtp_host, saved.smtp_port
@@ -92,9 +97,9 @@ class Command(BaseCommand):
             "smtp_host": smtp_host,
             "smtp_port": smtp_port,
             "imap_security": options["imap_security"]
-            or _saved_mode(saved, "imap", imap_host, imap_port),
+            or _same_server_mode(saved_imap, imap_host, imap_port),
             "smtp_security": options["smtp_security"]
-            or _saved_mode(saved, "smtp", smtp_host, smtp_port),
+            or _same_server_mode(saved_smtp, smtp_host, smtp_port),
         }
         conflict = password_mailbox_conflict(options["address"])
         if conflict:
@@ -114,16 +119,15 @@ class Command(BaseCommand):
         )
 
 
-def _saved_mode(saved: MailAccount | None, protocol: str, host: str, port: int) -> str | None:
-    """An existing mailbox's encryption mode for this server, when it is the same server.
+def _same_server_mode(saved: tuple[str, int, str] | None, host: str, port: int) -> str | None:
+    """The saved encryption mode when ``host:port`` is the saved server, else None.
 
     Re-running the command to rotate a password must not turn an explicit choice (TLS on a port
     other than 993, say) back into the port's default.
     """
-    if saved is None:
+    if saved is None or saved[:2] != (host, port):
         return None
-    same = (getattr(saved, f"{protocol}_host"), getattr(saved, f"{protocol}_port")) == (host, port)
-    return str(getattr(saved, f"{protocol}_security")) if same else None
+    return saved[2]
 
 
 _FIELD_NAMES = {"imap_host": "IMAP server", "password": "login", "smtp_host": "SMTP server"}
