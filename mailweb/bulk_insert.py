@@ -43,7 +43,12 @@ def insert_new(model: type[Model], objects: Sequence[Model]) -> None:
         ids = [row[0] for row in cursor.fetchall()]
         columns = ", ".join(quote(c) for c in [meta.pk.column, *(f.column for f in fields)])
         raw_cursor: Any = cursor.cursor  # psycopg's own cursor, for its COPY support
-        with raw_cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy:
+        # Its errors come out as Django's (IntegrityError, DataError, ...), as from any query,
+        # so callers can tell a duplicate key or a refused value from a lost connection.
+        with (
+            connection.wrap_database_errors,
+            raw_cursor.copy(f"COPY {quote(meta.db_table)} ({columns}) FROM STDIN") as copy,
+        ):
             for obj, pk in zip(objects, ids, strict=True):
                 values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
                 copy.write_row([pk, *values])

@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass
 
 from celery.exceptions import SoftTimeLimitExceeded
-from django.db import InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError
 from imapclient.exceptions import IMAPClientError
 
 from accounts import vault
@@ -28,6 +28,7 @@ from accounts.models import MailAccount
 from sync import status
 from sync.discovery import FolderListingError
 from sync.imap.connection import CONNECTION_ERRORS, ImapLoginRejected, ImapUnavailable
+from sync.ingest import refused_value
 from sync.lease import LeaseLost
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,11 @@ def classify(exc: BaseException) -> Failure:
         return Failure(TRANSIENT, "the sync took longer than its time limit; it continues")
     if isinstance(exc, CONNECTION_ERRORS):
         return Failure(TRANSIENT, f"the connection to the IMAP server failed: {_short(exc)}")
+    refusal = refused_value(exc) if isinstance(exc, DatabaseError) else None
+    if refusal is not None:  # even cut down (sync.ingest): a bug to report, not an outage
+        sqlstate = getattr(exc.__cause__, "sqlstate", None)
+        log.error("the database refused a value in a sync (SQLSTATE %s)", sqlstate)
+        return Failure(ERROR, f"the database refused a value while storing mail: {refusal}")
     if isinstance(exc, OperationalError | InterfaceError):
         return Failure(TRANSIENT, f"database unavailable: {type(exc).__name__}")
     if isinstance(exc, FolderListingError):

@@ -12,11 +12,13 @@ on that: it commits a batch and its folder cursor in one transaction).
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
@@ -25,8 +27,15 @@ from mailweb.blobs import blob_written_elsewhere, durable_blobs, put_blob
 from mailweb.bulk_insert import insert_new
 from mailweb.models import Attachment, Conversation, Folder, Message, OutgoingMessage
 from sync.mime import ParsedMessage, normalize_subject
+from sync.mime_text import fit_bytes
 from sync.models import RemovedMessage
 from sync.parse_work import ParseOutcome, parse_and_store
+
+log = logging.getLogger(__name__)
+
+# SQLSTATE classes of a value PostgreSQL will not take: data exceptions (22) and program
+# limits (54, such as an index entry over a third of a page). The row's fault, not the server's.
+_REFUSED_VALUE_CLASSES = ("22", "54")
 
 # A subject-only match joins a conversation only when it is this recent and shares a participant.
 SUBJECT_FALLBACK_WINDOW = timedelta(days=30)
@@ -40,6 +49,7 @@ __all__ = [
     "ingest_batch",
     "ingest_message",
     "prepare_batch",
+    "refused_value",
     "store_batch",
 ]
 
@@ -173,6 +183,13 @@ def store_batch(batch: PreparedBatch, *, reopen: bool = False) -> list[tuple[Mes
             # Another writer stored one of these provider keys first (not under the lease):
             # take the messages one by one, each returning the row that won.
             stored = [_store_one_again(mailbox, p, reopen=reopen) for p in batch.prepared]
+        except DatabaseError as exc:
+            if refused_value(exc) is None:
+                raise
+            # A value in one of the rows is past a limit the parser did not foresee. One by
+            # one, so that message alone is stored cut down and the others, and every later
+            # batch, go on as usual.
+            stored = [_store_one_again(mailbox, p, reopen=reopen) for p in batch.prepared]
         for index, result in zip(batch.pending, stored, strict=True):
             results[index] = result
     for index, original in batch.repeats.items():
@@ -255,8 +272,60 @@ def _store_one_again(
     again = _existing(mailbox, [prepared.item.key])
     if identity is not None and identity in again:
         return again[identity], False
+    try:
+        with transaction.atomic():
+            return _store(mailbox, [prepared], reopen=reopen)[0]
+    except DatabaseError as exc:
+        refusal = refused_value(exc)
+        if refusal is None:
+            raise
+        sqlstate = getattr(exc.__cause__, "sqlstate", None) or type(exc).__name__
+        log.warning(
+            "message %s of mailbox %s refused by the database (%s); storing it cut down",
+            prepared.item.key.uid or prepared.raw_sha256[:12],
+            mailbox.pk,
+            sqlstate,
+        )
     with transaction.atomic():
-        return _store(mailbox, [prepared], reopen=reopen)[0]
+        return _store(mailbox, [_cut_down(prepared, refusal)], reopen=reopen)[0]
+
+
+def refused_value(exc: DatabaseError) -> str | None:
+    """PostgreSQL's reason when ``exc`` says a value cannot be stored, else None.
+
+    Only the primary message: psycopg's full text can carry a DETAIL with the value itself,
+    which is message content and must not reach logs or the Mailboxes page.
+    """
+    cause = exc.__cause__
+    sqlstate = getattr(cause, "sqlstate", None) or ""
+    if not isinstance(exc, DataError) and sqlstate[:2] not in _REFUSED_VALUE_CLASSES:
+        return None
+    diag = getattr(cause, "diag", None)
+    return getattr(diag, "message_primary", None) or type(exc).__name__
+
+
+def _cut_down(prepared: _Prepared, refusal: str) -> _Prepared:
+    """``prepared`` reduced to short headers and the plain text: the raw bytes stay whole in
+    their blob (and can be parsed again), the row shows what it can and says why."""
+    parsed = prepared.parsed
+    reason = f"Shown cut down: the database refused the message as parsed ({refusal})."
+    bare = ParsedMessage(
+        subject=fit_bytes(parsed.subject, 200),
+        from_name=fit_bytes(parsed.from_name, 200),
+        from_address=fit_bytes(parsed.from_address, 200),
+        date=parsed.date,
+        text=parsed.text[:100_000],
+        snippet=fit_bytes(parsed.snippet, 200),
+        headers_error=parsed.headers_error,
+        parse_error="; ".join(p for p in (parsed.parse_error, reason) if p),
+    )
+    return dataclasses.replace(
+        prepared,
+        parsed=bare,
+        attachment_blobs=[],
+        participants={bare.from_address} - {""},
+        addresses_text=_addresses_text(bare),
+    )
 
 
 # --- preparation (blobs, parsing) ------------------------------------------------------------
@@ -541,7 +610,7 @@ class _ThreadIndex:
         conversation = Conversation(
             mailbox=self.mailbox,
             subject=subject[:998],
-            normalized_subject=normalize_subject(subject)[:998],
+            normalized_subject=normalize_subject(subject),
             last_activity_at=message.received_at,
             last_message_at=message.received_at,
             message_count=0,
@@ -606,7 +675,7 @@ def _store(
         conversation.has_attachments = thread.has_attachments
         if thread.subject is not None:
             conversation.subject = thread.subject[:998]
-            conversation.normalized_subject = normalize_subject(thread.subject)[:998]
+            conversation.normalized_subject = normalize_subject(thread.subject)
         new_conversations.append(conversation)
     Conversation.objects.bulk_create(new_conversations)
 
@@ -701,7 +770,7 @@ def _update_stored_conversations(threads: Sequence[_Thread]) -> None:
                 Conversation.Status.OPEN.value,
                 thread.reopened,
                 subject[:998] if renamed else None,
-                normalize_subject(subject)[:998] if renamed else None,
+                normalize_subject(subject) if renamed else None,
                 thread.conversation.pk,
             ]
         )

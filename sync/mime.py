@@ -35,16 +35,24 @@ from urllib.parse import unquote
 
 from mailweb.html_safety import html_to_text, sanitize_html
 from sync.mime_headers import (
-    MAX_ID,
     MAX_ID_HEADER,
     MAX_REFERENCES,
     MAX_SUBJECT,
     Headers,
+    clean_id,
     decode_words,
     parse_date,
 )
 from sync.mime_structure import parse_structure
-from sync.mime_text import Problems, collapse, decode_bytes, describe_defect, safe_call, scrub
+from sync.mime_text import (
+    Problems,
+    collapse,
+    decode_bytes,
+    describe_defect,
+    fit_bytes,
+    safe_call,
+    scrub,
+)
 
 __all__ = [
     "ParsedAttachment",
@@ -253,9 +261,9 @@ class _Walker:
             raw_subject = _raw_header(inner, "subject") if isinstance(inner, Message) else ""
             subject = decode_words(raw_subject[:150])
             name = f"{subject}.eml" if subject.strip() else ""
-        cid = "".join(_raw_header(part, "content-id").split()).strip("<>")[:MAX_ID]
+        cid = clean_id(_raw_header(part, "content-id"))
         filename = _safe_filename(name, ctype, len(self.parts) + 1)
-        self.parts.append((filename, ctype, scrub(cid), self._payload(part)))
+        self.parts.append((filename, ctype, cid, self._payload(part)))
 
 
 def _alternative(results: list[tuple[list[str], list[str]]]) -> tuple[list[str], list[str]]:
@@ -369,7 +377,7 @@ def _parse(data: bytes) -> ParsedMessage:
     return ParsedMessage(
         message_id=next(
             iter(headers.ids("message-id")),
-            scrub("".join(message_id.split())).strip("<>")[:MAX_ID],
+            clean_id(headers.unsurrogate(message_id)),
         ),
         in_reply_to=next(iter(headers.ids("in-reply-to")), ""),
         references=references,
@@ -407,7 +415,7 @@ def _salvage(data: bytes, reason: str) -> ParsedMessage:
         ids = re.findall(r"<([^<>]*)>", grab("message-id"))
         text = scrub(decode_bytes(body, None)[0].replace("\r\n", "\n"))
         return ParsedMessage(
-            message_id="".join(ids[0].split()) if ids else "",
+            message_id=clean_id(ids[0]) if ids else "",
             subject=scrub(collapse(decode_words(grab("subject")))),
             from_name=scrub(decode_words(from_name)),
             from_address=scrub(from_address.lower()),
@@ -426,6 +434,8 @@ def thread_keys(parsed: ParsedMessage) -> list[str]:
     return list(dict.fromkeys(k for k in keys if k))
 
 
+MAX_NORMALIZED_SUBJECT = 998  # characters: Conversation.normalized_subject's max_length
+_MAX_NORMALIZED_SUBJECT_BYTES = 2000  # and bytes, for its B-tree index (see fit_bytes)
 _SUBJECT_PREFIX = re.compile(
     r"^\s*(?:(?:re|fwd?|aw|wg|sv|vs|antw|tr|rif|r|enc|odp|vl|res|doorst|回复|回覆|答复|转发|轉寄)"
     r"\s*(?:\[\d+\]|\(\d+\)|\^\d+)?\s*[:\uff1a]|\[[^\[\]]{0,60}\])\s*",
@@ -437,11 +447,12 @@ def normalize_subject(subject: str) -> str:
     """Subject reduced for comparison: reply/forward prefixes and [list] tags gone, case kept.
 
     Only a guarded fallback for threading (same normalized subject *and* same participants,
-    recent): headers are the real signal, subjects like "Hello" collide.
+    recent): headers are the real signal, subjects like "Hello" collide. Cut to what the
+    conversation's indexed column holds, so a fresh value compares equal to a stored one.
     """
     value = collapse(subject)
     while True:
         shorter = _SUBJECT_PREFIX.sub("", value, count=1)
         if shorter == value:
-            return value
+            return fit_bytes(value[:MAX_NORMALIZED_SUBJECT], _MAX_NORMALIZED_SUBJECT_BYTES)
         value = shorter

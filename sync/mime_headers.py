@@ -22,6 +22,7 @@ from sync.mime_text import (
     collapse,
     decode_bytes,
     describe_defect,
+    fit_bytes,
     safe_call,
     scrub,
 )
@@ -29,7 +30,7 @@ from sync.mime_text import (
 MAX_SUBJECT = 4 * 1024
 _MAX_ADDRESS_HEADER = 32 * 1024
 MAX_ID_HEADER = 64 * 1024
-MAX_ID = 998
+MAX_ID = 998  # bytes in UTF-8: RFC 5322's line limit, and well inside a B-tree index entry
 MAX_REFERENCES = 200
 _UTC = dt.UTC
 
@@ -116,11 +117,20 @@ class Headers:
                 self.problems.add(f"{name.title()}: {describe_defect(defect)}")
 
     def ids(self, name: str) -> list[str]:
-        """Message ids in order, de-duplicated, without <> or whitespace (clients fold them)."""
-        value = " ".join(self.raw.get(name, []))[:MAX_ID_HEADER]
+        """Message ids in order, de-duplicated, without <> or whitespace (clients fold them).
+
+        8-bit ids are decoded like other headers (UTF-8 per RFC 6532): replacing their bytes
+        with U+FFFD would give different ids of the same shape the same value, and thread
+        unrelated mail together.
+        """
+        value = self.unsurrogate(" ".join(self.raw.get(name, []))[:MAX_ID_HEADER])
         found = re.findall(r"<([^<>]*)>", value) or [t for t in value.split() if "@" in t]
-        cleaned = ("".join(scrub(i).split()).strip("<>")[:MAX_ID] for i in found)
-        return list(dict.fromkeys(i for i in cleaned if i))
+        return list(dict.fromkeys(i for i in (clean_id(i) for i in found) if i))
+
+
+def clean_id(value: str) -> str:
+    """A message id as stored: no whitespace or angle brackets, at most ``MAX_ID`` bytes."""
+    return fit_bytes("".join(scrub(value).split()).strip("<>"), MAX_ID)
 
 
 @functools.cache

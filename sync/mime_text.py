@@ -71,6 +71,21 @@ def scrub(text: str) -> str:
     return _ANY_SURROGATE.sub("\ufffd", _CONTROL.sub("", text))
 
 
+def fit_bytes(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` UTF-8 bytes, on a character boundary.
+
+    For values PostgreSQL keeps in a B-tree index, whose entries must fit in a third of a page
+    (2,704 bytes): a character limit alone lets four-byte characters overflow it, and such a
+    row then fails the whole batch it is in.
+    """
+    if len(text) * 4 <= limit:  # the usual case: cannot be too long, no encoding needed
+        return text
+    encoded = text.encode("utf-8", "surrogatepass")
+    if len(encoded) <= limit:
+        return text
+    return encoded[:limit].decode("utf-8", "ignore")
+
+
 def collapse(text: str) -> str:
     """Single-space a header-ish value: folding and tabs carry no meaning there."""
     return " ".join(text.split())

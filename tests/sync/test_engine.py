@@ -306,6 +306,28 @@ def test_malformed_message_is_kept_raw_and_listed(account: ImapAccount) -> None:
     assert Conversation.objects.filter(mailbox=account.mailbox).count() == 1
 
 
+def test_a_message_with_huge_non_ascii_headers_does_not_stop_the_mailbox(
+    account: ImapAccount,
+) -> None:
+    """Unencoded UTF-8 headers of four-byte characters (RFC 6532 mail, or spam) once made a
+    row PostgreSQL's indexes refuse: the batch failed on every pass, reported as "database
+    unavailable", and nothing after that message was ever synced."""
+    wide = "".join(chr(0x20000 + (i * 7919) % 0xA6DF) for i in range(1200))
+    raw = (
+        "From: Alice <alice@example.net>\r\nTo: support@example.com\r\n"
+        f"Subject: {wide}\r\nMessage-ID: <{wide}@example.cn>\r\n"
+        "Date: Tue, 5 Mar 2024 10:15:00 +0000\r\n\r\nBody.\r\n"
+    ).encode()
+    account.append(message("Before it"))
+    account.append(raw)
+    account.append(message("After it"))
+    sync_ok(account)
+    assert sorted(account.stored_uids()) == account.server_uids()
+    stored = Message.objects.get(mailbox=account.mailbox, subject__startswith=wide[:10])
+    assert not stored.parse_error and get_blob(stored.raw_sha256) == raw
+    assert sync_ok(account).new == 0
+
+
 def test_password_mailbox_syncs(imap_account: Callable[..., ImapAccount]) -> None:
     account = imap_account(password=True)
     account.append(message("Over a password login"))

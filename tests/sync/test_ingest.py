@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.db.models import Q
 
 from accounts.models import MailAccount
+from mailweb.blobs import get_blob
 from mailweb.models import Conversation, Folder, Message, Note, OutgoingMessage
+from sync.errors import ERROR, TRANSIENT, classify
 from sync.ingest import (
     IncomingMessage,
     ProviderKey,
@@ -213,3 +217,105 @@ def test_outgoing_and_parse_errors() -> None:
     broken, _ = ingest_message(mailbox, MALFORMED, ProviderKey(folder=inbox, uidvalidity=1, uid=2))
     assert broken.parse_error and broken.conversation.message_count == 1
     assert broken.raw_sha256 and broken.size == len(MALFORMED)
+
+
+def _unpredictable(length: int, low: int, high: int, seed: int) -> str:
+    """Characters PostgreSQL cannot compress: an index entry is as long as they are."""
+    rng = random.Random(seed)
+    return "".join(chr(rng.randint(low, high)) for _ in range(length))
+
+
+def _raw_utf8(subject: str, message_id: str, in_reply_to: str = "") -> bytes:
+    """8-bit UTF-8 headers, as RFC 6532 mail (and much spam) carries them, unencoded."""
+    lines = [
+        "From: Alice <alice@example.net>",
+        "To: support@example.com",
+        f"Subject: {subject}",
+        f"Message-ID: <{message_id}>",
+        *([f"In-Reply-To: <{in_reply_to}>"] if in_reply_to else []),
+        "Date: Tue, 5 Mar 2024 10:15:00 +0000",
+        "",
+        "Body.",
+    ]
+    return "\r\n".join(lines).encode()
+
+
+def test_long_non_ascii_headers_fit_the_indexes() -> None:
+    """Subjects and ids of four-byte characters used to pass the character limits and
+    overflow PostgreSQL's B-tree entries (2,704 bytes): the whole batch failed, on every
+    retry, so the mailbox stopped syncing at that message."""
+    mailbox, inbox, _ = make_mailbox("wide@example.com")
+    subject = _unpredictable(1200, 0x20000, 0x2A6DF, 1)  # CJK extension B, 4 bytes each
+    message_id = _unpredictable(1200, 0x4E00, 0x9FFF, 2) + "@example.cn"
+    raws = [message("Before"), _raw_utf8(subject, message_id), message("After")]
+    results = ingest_batch(mailbox, [item(raw, inbox, uid) for uid, raw in enumerate(raws, 1)])
+    assert [created for _, created in results] == [True, True, True]
+    wide = results[1][0]
+    assert not wide.parse_error
+    assert wide.subject == subject[:998]
+    assert message_id.startswith(wide.message_id)  # decoded, not U+FFFD
+    assert len(wide.message_id.encode()) <= 998
+    conversation = wide.conversation
+    assert len(conversation.normalized_subject.encode()) <= 2000
+    # A reply without References still finds it by the (cut) normalized subject.
+    reply = _raw_utf8("Re: " + subject, "reply@example.net").replace(
+        b"From: Alice <alice@example.net>", b"From: support@example.com"
+    )
+    [(stored_reply, _)] = ingest_batch(mailbox, [item(reply, inbox, 4)])
+    assert stored_reply.conversation_id == conversation.pk
+
+
+def test_eight_bit_message_ids_are_decoded_not_blurred() -> None:
+    """Ids of the same shape but different non-ASCII characters once read as the same
+    string of U+FFFD, threading unrelated mail together."""
+    mailbox, inbox, _ = make_mailbox("eai@example.com")
+    first = _raw_utf8("Bestellung", "bücher-1@example.de")
+    second = _raw_utf8("Anfrage", "bächer-1@example.de")
+    reply = _raw_utf8("Antwort", "reply-2@example.de", in_reply_to="bücher-1@example.de")
+    stored = ingest_batch(
+        mailbox, [item(r, inbox, uid) for uid, r in enumerate([first, second, reply], 1)]
+    )
+    (one, _), (two, _), (three, _) = stored
+    assert (one.message_id, two.message_id) == ("bücher-1@example.de", "bächer-1@example.de")
+    assert one.conversation_id != two.conversation_id
+    assert three.conversation_id == one.conversation_id
+
+
+def test_a_row_the_database_refuses_is_stored_cut_down() -> None:
+    """Defence in depth for limits the parser does not foresee: here an extra index on the
+    subject (rolled back with the test) makes PostgreSQL refuse one message's row. That
+    message is stored with short headers and its text, saying why; the rest of the batch,
+    and the batches after it, are stored as usual."""
+    mailbox, inbox, _ = make_mailbox("refused@example.com")
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE INDEX test_subject_idx ON mailweb_message (subject)")
+    subject = _unpredictable(990, 0x20000, 0x2A6DF, 3)
+    poison = _raw_utf8(subject, "poison@example.net")
+    raws = [message("First"), poison, message("Third")]
+    results = ingest_batch(mailbox, [item(raw, inbox, uid) for uid, raw in enumerate(raws, 1)])
+    assert [created for _, created in results] == [True, True, True]
+    first, refused, third = (row for row, _ in results)
+    assert (first.subject, third.subject) == ("First", "Third")
+    assert not first.parse_error and not third.parse_error
+    assert "the database refused the message as parsed (index row size" in refused.parse_error
+    assert subject.startswith(refused.subject) and len(refused.subject.encode()) <= 200
+    assert refused.text_body.strip() == "Body." and refused.from_address == "alice@example.net"
+    assert get_blob(refused.raw_sha256) == poison  # the original stays whole
+    # A replay finds every row under its key; the next batch goes on as usual.
+    again = ingest_batch(mailbox, [item(raw, inbox, uid) for uid, raw in enumerate(raws, 1)])
+    assert [created for _, created in again] == [False, False, False]
+    [(later, created)] = ingest_batch(mailbox, [item(message("Later"), inbox, 4)])
+    assert created and not later.parse_error
+    assert Message.objects.filter(mailbox=mailbox).count() == 4
+
+
+def test_a_refused_value_that_escapes_is_an_error_not_an_outage() -> None:
+    """Should even the cut-down row be refused, the mailbox shows PostgreSQL's reason, not
+    "database unavailable" (which is retried quietly, for ever)."""
+    with pytest.raises(DatabaseError) as refused, transaction.atomic(), connection.cursor() as c:
+        c.execute("SELECT 'not a number'::integer")
+    failure = classify(refused.value)
+    assert failure.kind == ERROR
+    assert failure.message.endswith('invalid input syntax for type integer: "not a number"')
+    lost = OperationalError("server closed the connection unexpectedly")  # no SQLSTATE
+    assert classify(lost).kind == TRANSIENT
