@@ -68,6 +68,8 @@ _MAX_CONTENT_HEADER = 8 * 1024
 _MAX_PARTS = 1000
 _MAX_DEPTH = 30
 _SNIPPET_LENGTH = 200
+_OCTET_STREAM = "application/octet-stream"
+_MIME_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*")  # RFC 6838
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,16 @@ def _serialize(part: Any, gen: Any) -> bytes:
         return b""
 
 
+def _content_type(part: Message) -> str:
+    """The part's type/subtype as the standard library reads it, when it is one.
+
+    A damaged Content-Type (a NUL, quotes or brackets in the name) comes through the library
+    as it stands; stored as an attachment's type, a NUL made PostgreSQL refuse the batch.
+    """
+    ctype = safe_call(part.get_content_type, _OCTET_STREAM)
+    return ctype if _MIME_TYPE.fullmatch(ctype) else _OCTET_STREAM
+
+
 def _raw_header(part: Message, name: str) -> str:
     """A header's raw, unfolded value, without running the (slow, fragile) structured parser."""
     for key, value in safe_call(lambda: list(part.raw_items()), []):
@@ -215,7 +227,7 @@ class _Walker:
             return [], []
         for defect in getattr(part, "defects", []):
             self.problems.add(describe_defect(defect))
-        ctype = safe_call(part.get_content_type, "application/octet-stream")
+        ctype = _content_type(part)
         if ctype.startswith("message/"):
             self._attach(part, ctype)
             return [], []

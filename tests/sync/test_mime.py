@@ -314,6 +314,24 @@ def test_invalid_base64_and_missing_boundary() -> None:
     assert "boundary" in parsed.parse_error
 
 
+@pytest.mark.parametrize(
+    "damaged",
+    [b"applica\x00ion/zip", b"\x00application/zip", b'appl"cation/zip', b"application/zip>"],
+)
+def test_damaged_attachment_types_become_octet_stream(damaged: bytes) -> None:
+    """The library returns such a type as it stands; a NUL in it made PostgreSQL refuse
+    the attachment's row, and with it the whole batch, on every pass."""
+    raw = mixed_message().replace(b"Content-Type: application/zip", b"Content-Type: " + damaged)
+    parsed = parse_message(raw)
+    assert [a.content_type for a in parsed.attachments] == [
+        "application/pdf",
+        "application/octet-stream",
+        "application/ms-tnef",
+        "application/octet-stream",
+    ]
+    assert_storable(parsed)
+
+
 def test_truncated_multipart_keeps_what_arrived() -> None:
     raw = mixed_message()
     parsed = parse_message(raw[: raw.index(b"Content-Type: application/pdf") + 60])
@@ -536,6 +554,7 @@ def assert_storable(parsed: ParsedMessage) -> None:
         *parsed.references,
         *(a.filename for a in parsed.attachments),
         *(a.content_id for a in parsed.attachments),
+        *(a.content_type for a in parsed.attachments),
         *(x for pair in parsed.to + parsed.cc + parsed.bcc + parsed.reply_to for x in pair),
     ]
     for value in values:
