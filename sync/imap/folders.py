@@ -8,6 +8,7 @@ means Inbox, Sent and Archive.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -25,8 +26,11 @@ __all__ = [
     "wanted_folders",
 ]
 
+log = logging.getLogger(__name__)
+
 Role = Folder.Role
 DEFAULT_SYNCED_ROLES = (Role.INBOX, Role.SENT, Role.ARCHIVE)
+_MAX_NAME = Folder._meta.get_field("name").max_length or 500
 
 _FLAG_ROLES = {
     b"\\SENT": Role.SENT,
@@ -85,13 +89,21 @@ def role_from_name(name: str, delimiter: str | None) -> str | None:
 
 
 def list_server_folders(client: IMAPClient, capabilities: Capabilities) -> list[ListedFolder]:
-    """Every selectable folder with its role; at most one folder per role (flags win)."""
+    """Every selectable folder with its role; at most one folder per role (flags win).
+
+    A folder whose path is longer than a stored name can be (deep trees of long names) is
+    left out with a warning: storing it failed the whole listing, so nothing synced.
+    """
     listed = []
+    too_long = 0
     for flags, delimiter, name in client.list_folders():
         upper = {bytes(flag).upper() for flag in flags}
         if upper & _UNSELECTABLE:
             continue
         folder_name = name if isinstance(name, str) else bytes(name).decode("utf-8", "replace")
+        if len(folder_name) > _MAX_NAME or "\x00" in folder_name:
+            too_long += 1
+            continue
         sep = delimiter.decode() if isinstance(delimiter, bytes) else delimiter
         listed.append((folder_name, tuple(bytes(f) for f in flags), sep))
 
@@ -116,6 +128,8 @@ def list_server_folders(client: IMAPClient, capabilities: Capabilities) -> list[
         if role not in taken:
             taken[role] = min(candidates)[1]
     roles = {name: role for role, name in taken.items()}
+    if too_long:
+        log.warning("left out %d folder(s) whose names are over %d characters", too_long, _MAX_NAME)
     return [ListedFolder(name, roles.get(name, Role.OTHER), flags) for name, flags, _ in listed]
 
 

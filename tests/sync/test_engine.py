@@ -328,6 +328,21 @@ def test_a_message_with_huge_non_ascii_headers_does_not_stop_the_mailbox(
     assert sync_ok(account).new == 0
 
 
+def test_a_folder_name_too_long_to_store_is_left_out(account: ImapAccount) -> None:
+    """A deep tree of long names (Dovecot takes paths of over 600 characters) once failed the
+    folder listing on every pass, and with it the whole mailbox."""
+    path = ["a" * 200, "b" * 200, "c" * 200]
+    for depth in range(1, 4):
+        account.server.create_folder(account.address, "/".join(path[:depth]))
+    account.append(message("In a deep folder"), folder="/".join(path))
+    account.append(message("In the Inbox"))
+    sync_ok(account)
+    names = set(Folder.objects.filter(mailbox=account.mailbox).values_list("name", flat=True))
+    assert {"INBOX", "a" * 200, "a" * 200 + "/" + "b" * 200} <= names
+    assert max(len(name) for name in names) <= 500
+    assert Message.objects.get(mailbox=account.mailbox).subject == "In the Inbox"
+
+
 def test_password_mailbox_syncs(imap_account: Callable[..., ImapAccount]) -> None:
     account = imap_account(password=True)
     account.append(message("Over a password login"))
