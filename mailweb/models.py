@@ -62,6 +62,32 @@ class Folder(models.Model):
         return f"{self.mailbox.address}/{self.name}"
 
 
+class UnfetchableMessage(models.Model):
+    """A UID whose FETCH the server refused (an unreadable file, an item it cannot convert).
+
+    Written in the same transaction as the batch whose cursor move skipped it, so it is
+    either fetched later or still on record: never silently lost.
+    """
+
+    folder = models.ForeignKey(Folder, on_delete=models.CASCADE, related_name="unfetchable")
+    uidvalidity = models.BigIntegerField()
+    uid = models.BigIntegerField()
+    error = models.CharField(max_length=500)
+    attempts = models.PositiveIntegerField(default=1)
+    first_failed_at = models.DateTimeField(default=timezone.now)
+    next_attempt_at = models.DateTimeField()
+
+    class Meta:
+        constraints: ClassVar[list[models.BaseConstraint]] = [
+            models.UniqueConstraint(
+                fields=["folder", "uidvalidity", "uid"], name="unfetchable_unique_uid"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"UID {self.uid} of folder {self.folder_id}"
+
+
 class Label(models.Model):
     """A team-wide tag for conversations."""
 

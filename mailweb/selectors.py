@@ -25,6 +25,7 @@ from mailweb.models import (
     Note,
     Notification,
     OutgoingMessage,
+    UnfetchableMessage,
 )
 
 PAGE_SIZE = 50
@@ -410,10 +411,13 @@ class SyncProgress:
     synced: int
     total: int
     eta_seconds: int | None
+    #: Messages the server listed but would not send (``UnfetchableMessage``), and its words.
+    unfetchable: int = 0
+    unfetchable_reason: str = ""
 
     @property
     def done(self) -> bool:
-        return self.synced >= self.total
+        return self.synced + self.unfetchable >= self.total
 
 
 def mailbox_progress(mailbox: MailAccount) -> SyncProgress:
@@ -431,4 +435,13 @@ def mailbox_progress(mailbox: MailAccount) -> SyncProgress:
         elapsed = (timezone.now() - min(started)).total_seconds()
         rate = synced / elapsed if elapsed > 0 else 0
         eta = int((total - synced) / rate) if rate > 0 else None
-    return SyncProgress(synced=synced, total=total, eta_seconds=eta)
+    refused = UnfetchableMessage.objects.filter(folder__in=folders).order_by("-next_attempt_at")
+    count = refused.count()
+    reason = refused.values_list("error", flat=True).first() if count else ""
+    return SyncProgress(
+        synced=synced,
+        total=total,
+        eta_seconds=eta,
+        unfetchable=count,
+        unfetchable_reason=reason or "",
+    )

@@ -4,7 +4,8 @@
 mailbox's lease (returning at once when another worker holds it: that worker will see the
 request and run another pass), then runs passes until no request arrived during the last one.
 
-A pass opens one IMAP connection and works in three phases over the folders (Inbox first):
+A pass opens one IMAP connection (and another when the server drops it after refusing to send
+a message, see ``sync.unfetchable``) and works in three phases over the folders (Inbox first):
 
 1. new mail above each folder's UIDNEXT, flag changes (CHANGEDSINCE with CONDSTORE, else a
    sweep), UIDVALIDITY checks, and the first small batch of a folder still in its initial sync
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db.models import Count
+from imapclient import IMAPClient
 
 from accounts.models import MailAccount
 from mailweb.models import Folder, Message
@@ -30,8 +32,8 @@ from sync import status
 from sync.discovery import refresh_folders
 from sync.errors import Failure, classify
 from sync.folder_sync import FolderSync, PassContext, PassStats, Progress
-from sync.imap.connection import IMAP_METHODS, imap_session
-from sync.imap.session import FolderUnavailable, prepare_session
+from sync.imap.connection import IMAP_METHODS, close_quietly, session_opener
+from sync.imap.session import Capabilities, FolderUnavailable, prepare_session
 from sync.lease import Lease, LeaseBusy, mailbox_lease, request_sync, requests_seen
 from sync.parse_pool import warm_parse_pool
 
@@ -147,7 +149,10 @@ def sync_pass(
     status.record_started(mailbox, initial=initial)
     if initial:
         warm_parse_pool()  # the parse processes start while the session is set up
-    with imap_session(mailbox) as client:
+    open_session = session_opener(mailbox)
+    client = open_session()
+    ctx: PassContext | None = None
+    try:
         capabilities = prepare_session(client)
         folders = refresh_folders(mailbox, client, capabilities)
         ctx = PassContext(
@@ -157,27 +162,13 @@ def sync_pass(
             lease=lease,
             deadline=deadline,
             progress=progress,
+            open_session=lambda: _prepared(open_session()),
         )
-        syncers = [FolderSync(ctx, folder) for folder in folders]
-        unavailable = []
-        for syncer in syncers:
-            try:
-                syncer.sync_new()
-            except FolderUnavailable as exc:
-                log.info("mailbox %s: %s; listing folders again", mailbox.pk, exc)
-                unavailable.append(syncer)
-        if unavailable:
-            # Renamed or deleted on the server: a fresh LIST drops or re-adds it.
-            ctx.selected = None
-            refresh_folders(mailbox, client, capabilities, force=True)
-            syncers = [s for s in syncers if s not in unavailable]
-        for syncer in syncers:
-            syncer.apply_expunges()
-        finished = True
-        for syncer in syncers:
-            if not syncer.backfill():  # out of time: the task enqueues a follow-up
-                finished = False
-                break
+        finished = _run_phases(mailbox, ctx, capabilities, folders)
+    finally:
+        close_quietly(client)
+        if ctx is not None and ctx.client is not client:  # reconnected during the pass
+            close_quietly(ctx.client)
     _recount(mailbox)
     complete = not Folder.objects.filter(
         mailbox=mailbox, sync_enabled=True, initial_sync_done_at__isnull=True
@@ -192,6 +183,42 @@ def sync_pass(
         "" if complete else " (initial sync continues)",
     )
     return ctx.stats, complete, finished
+
+
+def _run_phases(
+    mailbox: MailAccount,
+    ctx: PassContext,
+    capabilities: Capabilities,
+    folders: list[Folder],
+) -> bool:
+    """The three phases over ``folders``; returns False when the pass ran out of time."""
+    syncers = [FolderSync(ctx, folder) for folder in folders]
+    unavailable = []
+    for syncer in syncers:
+        try:
+            syncer.sync_new()
+        except FolderUnavailable as exc:
+            log.info("mailbox %s: %s; listing folders again", mailbox.pk, exc)
+            unavailable.append(syncer)
+    if unavailable:
+        # Renamed or deleted on the server: a fresh LIST drops or re-adds it.
+        ctx.selected = None
+        refresh_folders(mailbox, ctx.client, capabilities, force=True)
+        syncers = [s for s in syncers if s not in unavailable]
+    for syncer in syncers:
+        syncer.apply_expunges()
+    # all() stops at the first folder out of time: the task enqueues a follow-up.
+    return all(syncer.backfill() for syncer in syncers)
+
+
+def _prepared(client: IMAPClient) -> IMAPClient:
+    """Another session of the pass, with CONDSTORE/QRESYNC enabled as in the first."""
+    try:
+        prepare_session(client)
+    except BaseException:
+        close_quietly(client)
+        raise
+    return client
 
 
 def _recount(mailbox: MailAccount) -> None:

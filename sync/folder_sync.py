@@ -1,7 +1,8 @@
 """Syncing one IMAP folder: new mail, flag changes, expunges and the newest-first backfill.
 
 The cursor on ``Folder`` means: every message with ``lowest_synced_uid <= uid < uidnext`` under
-``uidvalidity`` is stored (or was expunged); ``highestmodseq`` is the MODSEQ up to which flag
+``uidvalidity`` is stored, was expunged, or is recorded as one the server would not send
+(``sync.unfetchable``, retried by later passes); ``highestmodseq`` is the MODSEQ up to which flag
 changes (and, with QRESYNC, expunges) are applied. Each batch of messages is written in the same
 transaction as the cursor move that covers it, so a worker killed at any instant resumes exactly
 where the last commit left it: nothing is fetched twice into the store (the database refuses a
@@ -14,6 +15,7 @@ what keeps a message moved between two synced folders in its conversation.
 
 from __future__ import annotations
 
+import imaplib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -26,10 +28,13 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
 
 from accounts.models import MailAccount
-from mailweb.models import Folder, Message
+from mailweb.models import Folder, Message, UnfetchableMessage
+from sync import unfetchable
 from sync.fetch_ahead import FetchAhead
+from sync.imap.connection import ImapUnavailable, close_quietly
 from sync.imap.fetch import (
     FetchedMessage,
     compress_uids,
@@ -62,7 +67,14 @@ UID_CHUNK = 5000
 #: the one being committed, at most PIPELINE_DEPTH + 2 batches (x BATCH_BYTES) are in memory.
 PIPELINE_DEPTH = 2
 
-_Fetched = tuple[list[FetchedMessage], dict[str, Any], ParseJob | list[ParseOutcome]]
+#: What imaplib raises for a server's answer that a command failed: a tagged NO or BAD, or a
+#: BYE (Dovecot closes the connection after failing to read a message). It raises the same
+#: abort for a lost connection, saying "socket error" (see ``_refused_by_server``).
+_IMAP_ERRORS = (IMAPClientError, imaplib.IMAP4.error)
+
+_Fetched = tuple[
+    list[FetchedMessage], dict[int, str], dict[str, Any], ParseJob | list[ParseOutcome]
+]
 
 
 def batch_size() -> int:
@@ -100,9 +112,19 @@ class PassContext:
     progress: Callable[[Progress], None] | None = None
     stats: PassStats = field(default_factory=PassStats)
     selected: str | None = None
+    #: Opens another session like ``client`` (logged in, CONDSTORE/QRESYNC enabled).
+    open_session: Callable[[], IMAPClient] | None = None
 
     def out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def reconnect(self) -> None:
+        """Replace the connection (the server may have dropped it); nothing is selected."""
+        if self.open_session is None:
+            raise RuntimeError("this pass cannot reconnect")
+        close_quietly(self.client)
+        self.client = self.open_session()
+        self.selected = None
 
 
 class FolderSync:
@@ -147,6 +169,7 @@ class FolderSync:
         else:
             self._fetch_new(status)
             self._changes(status)
+            self._retry_unfetchable()
         if folder.initial_sync_done_at is None:
             self.backfill(max_batches=1)
 
@@ -265,14 +288,14 @@ class FolderSync:
 
     def _count_differs(self, status: FolderStatus) -> bool:
         """Could something have been expunged? Exact once the initial sync is done: every
-        message below the SELECT's UIDNEXT is stored, so equal counts mean equal sets."""
+        message below the SELECT's UIDNEXT is stored or set aside as unfetchable, so equal
+        counts mean equal sets."""
         folder = self.folder
         if folder.initial_sync_done_at is None or status.uidnext is None:
             return True
-        stored = Message.objects.filter(
-            folder=folder, uidvalidity=folder.uidvalidity, uid__lt=status.uidnext
-        ).count()
-        return stored != status.exists
+        below = {"folder": folder, "uidvalidity": folder.uidvalidity, "uid__lt": status.uidnext}
+        stored = Message.objects.filter(**below).count()
+        return stored + UnfetchableMessage.objects.filter(**below).count() != status.exists
 
     # -- phase 2: expunges ------------------------------------------------------------------
 
@@ -393,7 +416,61 @@ class FolderSync:
         if current:
             yield current
 
-    def _fetch_bodies(self, uids: Sequence[int]) -> list[FetchedMessage]:
+    def _retry_unfetchable(self) -> None:
+        """Ask again for messages the server would not send before (see ``sync.unfetchable``)."""
+        folder = self.folder
+        assert folder.uidvalidity is not None
+        uids = unfetchable.due(folder)
+        if not uids:
+            return
+        asked_at = timezone.now()
+        self._ingest(iter([(uids, {})]), reopen=False)
+        unfetchable.forget_arrived(folder, uids, asked_at)
+
+    def _fetch_bodies(self, uids: Sequence[int]) -> tuple[list[FetchedMessage], dict[int, str]]:
+        """The messages, in the order asked for, and the server's refusal of any it would not
+        send (UID -> its words). UIDs in neither were expunged meanwhile."""
+        try:
+            return self._fetch_whole(uids), {}
+        except _IMAP_ERRORS as exc:
+            if not _refused_by_server(exc):
+                raise  # the network: the pass fails and the next one resumes here
+            # One message the server cannot read or convert fails the whole FETCH (Dovecot
+            # answers NO and closes the connection; Exchange answers NO or BAD). One by one,
+            # on a fresh connection, the others arrive and only that one is set aside.
+            log.warning(
+                "mailbox %s: FETCH of %d messages in folder %s refused (%s); one at a time",
+                self.ctx.mailbox.pk,
+                len(uids),
+                self.folder.pk,
+                unfetchable.server_words(exc),
+            )
+        self.ctx.selected = None  # the connection may be gone
+        messages: list[FetchedMessage] = []
+        refused: dict[int, str] = {}
+        for uid in uids:
+            if self.ctx.selected != self.folder.name:
+                self._reselect()
+            try:
+                messages.extend(self._fetch_whole([uid]))
+            except _IMAP_ERRORS as exc:
+                if not _refused_by_server(exc):
+                    raise
+                refused[uid] = unfetchable.server_words(exc)
+                self.ctx.selected = None
+        if self.ctx.selected != self.folder.name:
+            self._reselect()  # what follows in the pass needs a working connection
+        return messages, refused
+
+    def _reselect(self) -> None:
+        """A fresh connection with this folder selected; same UIDVALIDITY or the pass fails."""
+        self.ctx.reconnect()
+        status = select(self.client, self.folder.name)
+        self.ctx.selected = self.folder.name
+        if status.uidvalidity != self.folder.uidvalidity:
+            raise ImapUnavailable(f"the UIDVALIDITY of folder {self.folder.name!r} changed")
+
+    def _fetch_whole(self, uids: Sequence[int]) -> list[FetchedMessage]:
         items = ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"]
         if self.ctx.capabilities.condstore:
             items.append("MODSEQ")
@@ -422,8 +499,9 @@ class FolderSync:
 
         def fetched() -> Iterator[_Fetched]:
             for batch, cursor in planned:
-                messages = self._fetch_bodies(batch)
-                yield messages, cursor, parse_many([message.body or b"" for message in messages])
+                messages, refused = self._fetch_bodies(batch)
+                job = parse_many([message.body or b"" for message in messages])
+                yield messages, refused, cursor, job
 
         def enough(produced: int) -> bool:
             return (max_batches is not None and produced >= max_batches) or self.ctx.out_of_time()
@@ -431,20 +509,22 @@ class FolderSync:
         committed = 0
         ahead = FetchAhead(fetched, depth=PIPELINE_DEPTH, stop_after=enough, name="imap-fetch")
         with ahead:
-            for messages, cursor, job in ahead:
-                self._commit(messages, cursor, job, reopen=reopen)
+            for messages, refused, cursor, job in ahead:
+                self._commit(messages, refused, cursor, job, reopen=reopen)
                 committed += 1
         return committed
 
     def _commit(
         self,
         fetched: list[FetchedMessage],
+        refused: dict[int, str],
         cursor: dict[str, Any],
         job: ParseJob | list[ParseOutcome],
         *,
         reopen: bool,
     ) -> None:
-        """Store a batch and move the cursor over it in one transaction."""
+        """Store a batch, note what the server refused, and move the cursor over it, in one
+        transaction."""
         folder = self.folder
         parsed = job.result() if isinstance(job, ParseJob) else job
         items = [
@@ -460,6 +540,8 @@ class FolderSync:
             _commit_without_waiting_for_disk()
             self.ctx.lease.check()
             results = store_batch(prepared, reopen=reopen)
+            if refused:
+                unfetchable.record(folder, refused)
             created = sum(1 for _, was_created in results if was_created)
             self._save_cursor(synced_delta=created, **cursor)
         self.ctx.stats.new += created
@@ -481,6 +563,11 @@ class FolderSync:
         folder.last_synced_at = updates["last_synced_at"]
         if synced_delta:
             folder.synced_count += synced_delta
+
+
+def _refused_by_server(exc: BaseException) -> bool:
+    """Whether an IMAP error is the server's answer rather than a connection that broke."""
+    return "socket error" not in str(exc)
 
 
 def _commit_without_waiting_for_disk() -> None:

@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import ssl
+import time
 from collections.abc import Callable, Iterator
 
 from imapclient import IMAPClient
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 #: The resource whose access tokens Exchange Online accepts for IMAP and SMTP.
 OUTLOOK_RESOURCE = "https://outlook.office.com"
 DEFAULT_TIMEOUT = 60.0
+#: How long a pass may reuse the access token it read (a minute short of its least lifetime).
+_TOKEN_REUSE_SECONDS = vault.MIN_REMAINING_SECONDS - 60
 
 __all__ = [
     "IMAP_METHODS",
@@ -130,19 +133,39 @@ def open_imap(mailbox: MailAccount, *, timeout: float = DEFAULT_TIMEOUT) -> IMAP
     ``ImapLoginRejected`` (the server said no) or ``ImapUnavailable`` (network, server).
     Datetimes from the client are timezone-aware (``normalise_times`` off).
     """
+    return session_opener(mailbox, timeout=timeout)()
+
+
+def session_opener(
+    mailbox: MailAccount, *, timeout: float = DEFAULT_TIMEOUT
+) -> Callable[[], IMAPClient]:
+    """A function that opens ``open_imap``'s connection, and another one later if need be.
+
+    The credentials are read now, on the calling thread: the sync's fetching thread, which
+    reconnects after a server drops it, never touches the database. An access token read now
+    is valid for at least ``vault.MIN_REMAINING_SECONDS``; past a safe share of that, opening
+    again raises ``ImapUnavailable`` (the next pass reads a fresh token).
+    """
     host, port, security = imap_endpoint(mailbox)
     # Credentials first: no point connecting when the grant is gone, and a vault refresh must
     # not happen while a server connection idles towards its timeout.
     secret = _secret(mailbox)
-    return _connect_and_login(
-        host,
-        port,
-        security,
-        timeout=timeout,
-        login=lambda client: _login(client, mailbox, secret),
-        login_name=mailbox.login_name,
-        oauth=mailbox.uses_oauth,
-    )
+    read_at = time.monotonic()
+
+    def open_session() -> IMAPClient:
+        if mailbox.uses_oauth and time.monotonic() - read_at > _TOKEN_REUSE_SECONDS:
+            raise ImapUnavailable("the connection dropped late in the pass; the next pass resumes")
+        return _connect_and_login(
+            host,
+            port,
+            security,
+            timeout=timeout,
+            login=lambda client: _login(client, mailbox, secret),
+            login_name=mailbox.login_name,
+            oauth=mailbox.uses_oauth,
+        )
+
+    return open_session
 
 
 def check_password_login(

@@ -26,7 +26,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -315,6 +315,31 @@ class DovecotServer(DovecotAdmin):
     def folder_name(self, special_use: str) -> str:
         """This instance's name for a SPECIAL-USE role, e.g. ``"\\\\Sent"`` -> "Sent Items"."""
         return next(name for name, flag in self.folders.items() if flag == special_use)
+
+    @contextlib.contextmanager
+    def unreadable(self, user: str, containing: bytes) -> Iterator[Path]:
+        """Inside, Dovecot cannot read the one message of ``user`` holding ``containing``.
+
+        Its Maildir file is made mode 000 (Dovecot reads mail as "nobody"), as a damaged disk
+        or a botched restore would leave it: FETCHing it fails, and Dovecot answers NO and
+        closes the connection. Readable again on leaving.
+        """
+        assert self.layout is not None, "start() first"
+        maildir = self.layout.runtime / "mail" / user / "Maildir"
+        [path] = [
+            p
+            for p in maildir.rglob("*")
+            if p.is_file() and p.parent.name in ("cur", "new") and containing in p.read_bytes()
+        ]
+        mode = path.stat().st_mode
+        path.chmod(0)
+        try:
+            yield path
+        finally:
+            # Dovecot may have moved it from new/ to cur/ (adding ":2,<flags>") meanwhile.
+            base = path.name.split(":")[0]
+            for moved in maildir.rglob(base + "*"):
+                moved.chmod(mode)
 
     # -- users -----------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from accounts import actions
 from accounts.models import MailAccount
-from mailweb.models import Conversation, Folder, Message
+from mailweb.models import Conversation, Folder, Message, UnfetchableMessage
 
 
 def _setup() -> MailAccount:
@@ -33,6 +33,13 @@ def _setup() -> MailAccount:
         synced_count=2,
     )
     Folder.objects.create(mailbox=mailbox, name="Junk Email", sync_enabled=False)
+    UnfetchableMessage.objects.create(
+        folder=inbox,
+        uidvalidity=1,
+        uid=3,
+        error="Internal error occurred.",
+        next_attempt_at=timezone.now(),
+    )
     conversation = Conversation.objects.create(mailbox=mailbox)
     for uid in (1, 2):
         Message.objects.create(mailbox=mailbox, folder=inbox, conversation=conversation, uid=uid)
@@ -56,6 +63,7 @@ def test_text_output(db: None) -> None:
     assert "min ago" in text and "(in 50 min)" in text
     assert "folder Inbox: 2 messages" in text and "Junk Email" not in text
     assert "progress:      2/12,000 messages" in text  # grouped for reading; --json is plain
+    assert "not fetched:   1 message the server would not send (Internal error" in text
     assert "broken@contoso.example" in text and "needs_reconnect [revoked]" in text
     assert "AADSTS50173" in text and "last sync:     never" in text
     assert "secret" not in text
@@ -85,7 +93,13 @@ def test_json_output(db: None) -> None:
     assert ops["last_sync_at"].startswith(str(timezone.now().year))
     assert ops["access_token_expires_at"]
     assert ops["folders"] == [{"name": "Inbox", "role": "inbox", "messages": 2}]
-    assert ops["progress"] == {"synced": 2, "total": 12000, "eta_seconds": None}
+    assert ops["progress"] == {
+        "synced": 2,
+        "total": 12000,
+        "eta_seconds": None,
+        "unfetchable": 1,
+        "unfetchable_reason": "Internal error occurred.",
+    }
     assert data["mailboxes"][0]["access_token_expires_at"] is None
     assert "secret" not in out.getvalue()
 

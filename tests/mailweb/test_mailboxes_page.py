@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts import actions, vault
 from accounts.models import MailAccount, MailboxAccess, User
-from mailweb.models import Conversation, Folder, Message
+from mailweb.models import Conversation, Folder, Message, UnfetchableMessage
 from mailweb.views.mailboxes import format_duration
 from tests.fakes.dovecot import DovecotServer
 from tests.fakes.fixtures import PasswordAccount
@@ -74,6 +74,26 @@ def test_large_counts_are_grouped_and_a_fresh_sync_reads_just_now(
     assert "11,250 of 24,500 messages" in html
     assert '<progress max="24500" value="11250"' in html  # the bar keeps plain numbers
     assert "just now" in html and "0\xa0minutes" not in html
+
+
+def test_messages_the_server_would_not_send_are_shown(
+    admin_client: Client, mailbox: MailAccount
+) -> None:
+    Folder.objects.create(
+        mailbox=mailbox, name="INBOX", sync_enabled=True, server_count=10, synced_count=9,
+        uidvalidity=7, initial_sync_done_at=timezone.now(),
+    )  # fmt: skip
+    UnfetchableMessage.objects.create(
+        folder=Folder.objects.get(mailbox=mailbox),
+        uidvalidity=7,
+        uid=4,
+        error="Internal error occurred. <Refer to server log>",
+        next_attempt_at=timezone.now() + timedelta(minutes=15),
+    )
+    html = admin_client.get("/mailboxes/").content.decode()
+    assert "9 of 10 messages · up to date" in html
+    assert "the server would not send 1 message (Internal error occurred. &lt;Refer" in html
+    assert "Mailweb asks for it again on later syncs" in html
 
 
 def test_empty_and_unconfigured_states(admin_client: Client, settings: Any) -> None:

@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from accounts.models import MailAccount
 from mailweb.blobs import get_blob
-from mailweb.models import Conversation, Folder, Message, Note
+from mailweb.models import Conversation, Folder, Message, Note, UnfetchableMessage
+from mailweb.selectors import mailbox_progress
 from sync import folder_sync
 from sync.engine import run_sync
 from sync.folder_sync import Progress
@@ -341,6 +342,66 @@ def test_a_folder_name_too_long_to_store_is_left_out(account: ImapAccount) -> No
     assert {"INBOX", "a" * 200, "a" * 200 + "/" + "b" * 200} <= names
     assert max(len(name) for name in names) <= 500
     assert Message.objects.get(mailbox=account.mailbox).subject == "In the Inbox"
+
+
+def test_a_message_the_server_will_not_send_is_set_aside_and_fetched_later(
+    account: ImapAccount,
+) -> None:
+    """One unreadable message made Dovecot refuse its whole batch (NO, then BYE): the pass
+    failed as a connection error on every retry and nothing of the folder ever synced."""
+    for number in range(5):
+        account.append(message(f"Message {number}"))
+    with account.server.unreadable(account.address, b"Subject: Message 2"):
+        sync_ok(account)
+        stored = set(
+            Message.objects.filter(mailbox=account.mailbox).values_list("subject", flat=True)
+        )
+        assert stored == {"Message 0", "Message 1", "Message 3", "Message 4"}
+        inbox = folder(account)
+        assert inbox.initial_sync_done_at is not None
+        [refused] = UnfetchableMessage.objects.filter(folder=inbox)
+        assert refused.uid == account.server_uids()[2] and refused.attempts == 1
+        assert refused.error.startswith("Internal error occurred.")
+        assert refused.next_attempt_at > timezone.now() + timedelta(minutes=14)
+        progress = mailbox_progress(account.mailbox)
+        assert (progress.synced, progress.total, progress.unfetchable, progress.done) == (
+            4,
+            5,
+            1,
+            True,
+        )
+        # New mail goes on arriving past it; asked for again when due, it is still refused
+        # and waits twice as long.
+        account.append(message("Message 5"))
+        UnfetchableMessage.objects.update(next_attempt_at=timezone.now())
+        assert sync_ok(account).new == 1
+        refused.refresh_from_db()
+        assert refused.attempts == 2
+        assert refused.next_attempt_at > timezone.now() + timedelta(minutes=29)
+    UnfetchableMessage.objects.update(next_attempt_at=timezone.now())
+    assert sync_ok(account).new == 1  # readable again: stored like any other message
+    assert not UnfetchableMessage.objects.exists()
+    assert sorted(account.stored_uids()) == account.server_uids()
+    assert mailbox_progress(account.mailbox).unfetchable == 0
+
+
+def test_new_mail_flows_past_a_message_the_server_will_not_send(account: ImapAccount) -> None:
+    account.append(message("Old"))
+    sync_ok(account)
+    for number in range(3):
+        account.append(message(f"New {number}"))
+    with account.server.unreadable(account.address, b"Subject: New 1"):
+        assert sync_ok(account).new == 2
+        account.append(message("Newer"))
+        assert sync_ok(account).new == 1  # the cursor moved past it
+    [refused] = UnfetchableMessage.objects.filter(folder=folder(account))
+    assert refused.uid == account.server_uids()[2]
+    assert mailbox_progress(account.mailbox).unfetchable == 1
+    # Without QRESYNC, expunges are found by counting: the set-aside message counts as there.
+    account.server.expunge(account.address, "INBOX", account.server_uids()[0])
+    assert sync_ok(account).removed == 1
+    assert not Message.objects.filter(mailbox=account.mailbox, subject="Old").exists()
+    assert sync_ok(account).removed == 0
 
 
 def test_password_mailbox_syncs(imap_account: Callable[..., ImapAccount]) -> None:

@@ -47,6 +47,8 @@ def mailbox_report(mailbox: MailAccount) -> dict[str, Any]:
             "synced": progress.synced,
             "total": progress.total,
             "eta_seconds": progress.eta_seconds,
+            "unfetchable": progress.unfetchable,
+            "unfetchable_reason": progress.unfetchable_reason,
         },
     }
 
@@ -91,6 +93,11 @@ class Command(BaseCommand):
             if progress["eta_seconds"] is not None:
                 line += f", about {max(1, round(progress['eta_seconds'] / 60))} min left"
             self.stdout.write(f"  progress:      {line}")
+        if count := progress["unfetchable"]:
+            self.stdout.write(
+                f"  not fetched:   {count:,} message{'s' if count != 1 else ''} the server "
+                f"would not send ({progress['unfetchable_reason']}); asked for again later"
+            )
         for folder in report["folders"]:
             self.stdout.write(f"  folder {folder['name']}: {folder['messages']:,} messages")
         if not report["folders"]:
