@@ -58,6 +58,8 @@ FIRST_BATCH = 50
 BATCH_BYTES = 16 * 1024 * 1024
 #: Sizes are looked up for this many UIDs at a time to plan byte-bounded batches.
 SIZE_WINDOW = 2000
+#: Batches hold at most this many messages where the server would not tell their sizes.
+UNSIZED_BATCH = 10
 #: Without CONDSTORE, every pass re-reads the flags of this many newest messages; all messages
 #: are re-read every MAILWEB_SYNC_FLAGS_SWEEP_SECONDS.
 RECENT_FLAGS_WINDOW = 500
@@ -402,12 +404,13 @@ class FolderSync:
         current: list[int] = []
         current_bytes = 0
         for window in uid_chunks(list(uids), SIZE_WINDOW):
-            sizes = uid_fetch(self.client, compress_uids(window), ["RFC822.SIZE"]).messages
+            sizes = self._sizes(window)
             for uid in window:
                 # A UID missing here was expunged since the search; it stays in the batch (the
                 # FETCH simply returns nothing for it) so the cursor still moves past it.
-                size = (sizes[uid].size or 0) if uid in sizes else 0
-                if current and (len(current) >= count_limit or current_bytes + size > BATCH_BYTES):
+                size = sizes.get(uid, 0) if sizes is not None else 0
+                most = count_limit if sizes is not None else min(count_limit, UNSIZED_BATCH)
+                if current and (len(current) >= most or current_bytes + size > BATCH_BYTES):
                     yield current
                     current, current_bytes = [], 0
                     count_limit = limit
@@ -415,6 +418,28 @@ class FolderSync:
                 current_bytes += size
         if current:
             yield current
+
+    def _sizes(self, window: Sequence[int]) -> dict[int, int] | None:
+        """Each UID's RFC822.SIZE, or None when the server refuses to say.
+
+        Dovecot reads a message to learn its size when its file name does not carry it, so an
+        unreadable message fails this FETCH as it fails the FETCH of its body.
+        """
+        try:
+            fetched = uid_fetch(self.client, compress_uids(window), ["RFC822.SIZE"]).messages
+        except _IMAP_ERRORS as exc:
+            if not _refused_by_server(exc):
+                raise
+            log.warning(
+                "mailbox %s: sizes of %d messages in folder %s refused (%s); small batches",
+                self.ctx.mailbox.pk,
+                len(window),
+                self.folder.pk,
+                unfetchable.server_words(exc),
+            )
+            self._reselect()
+            return None
+        return {uid: message.size or 0 for uid, message in fetched.items()}
 
     def _retry_unfetchable(self) -> None:
         """Ask again for messages the server would not send before (see ``sync.unfetchable``)."""

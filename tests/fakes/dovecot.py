@@ -20,6 +20,7 @@ import contextlib
 import grp
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -317,12 +318,16 @@ class DovecotServer(DovecotAdmin):
         return next(name for name, flag in self.folders.items() if flag == special_use)
 
     @contextlib.contextmanager
-    def unreadable(self, user: str, containing: bytes) -> Iterator[Path]:
+    def unreadable(
+        self, user: str, containing: bytes, *, size_in_name: bool = True
+    ) -> Iterator[Path]:
         """Inside, Dovecot cannot read the one message of ``user`` holding ``containing``.
 
         Its Maildir file is made mode 000 (Dovecot reads mail as "nobody"), as a damaged disk
         or a botched restore would leave it: FETCHing it fails, and Dovecot answers NO and
-        closes the connection. Readable again on leaving.
+        closes the connection. Without ``size_in_name`` the file also loses the ",S=,W="
+        sizes from its name (as files delivered by other tools lack them), so asking for its
+        RFC822.SIZE fails too. Readable again on leaving.
         """
         assert self.layout is not None, "start() first"
         maildir = self.layout.runtime / "mail" / user / "Maildir"
@@ -331,6 +336,8 @@ class DovecotServer(DovecotAdmin):
             for p in maildir.rglob("*")
             if p.is_file() and p.parent.name in ("cur", "new") and containing in p.read_bytes()
         ]
+        if not size_in_name:
+            path = path.rename(path.with_name(re.sub(r",S=\d+,W=\d+", "", path.name)))
         mode = path.stat().st_mode
         path.chmod(0)
         try:

@@ -404,6 +404,23 @@ def test_new_mail_flows_past_a_message_the_server_will_not_send(account: ImapAcc
     assert sync_ok(account).removed == 0
 
 
+def test_sizes_the_server_will_not_tell_are_planned_in_small_batches(
+    account: ImapAccount, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past 20 messages, batches are planned from RFC822.SIZE, which Dovecot also refuses for
+    an unreadable message whose file name does not carry its size."""
+    for number in range(30):
+        account.append(message(f"Message {number}"))
+    with account.server.unreadable(account.address, b"Subject: Message 7", size_in_name=False):
+        sync_ok(account)
+        assert Message.objects.filter(mailbox=account.mailbox).count() == 29
+        assert folder(account).initial_sync_done_at is not None
+        [refused] = UnfetchableMessage.objects.filter(folder=folder(account))
+        # Renamed, the file is a new message to Dovecot: the newest UID.
+        assert refused.uid == account.server_uids()[-1]
+    assert "sizes of 30 messages in folder" in caplog.text
+
+
 def test_password_mailbox_syncs(imap_account: Callable[..., ImapAccount]) -> None:
     account = imap_account(password=True)
     account.append(message("Over a password login"))
