@@ -53,7 +53,7 @@ def record(folder: Folder, refused: dict[int, str]) -> None:
                 next_attempt_at=now + FIRST_RETRY,
             )
             continue
-        wait = min(FIRST_RETRY * 2**row.attempts, LONGEST_RETRY)
+        wait = min(FIRST_RETRY * 2 ** min(row.attempts, 10), LONGEST_RETRY)  # no overflow
         UnfetchableMessage.objects.filter(pk=row.pk).update(
             error=error, attempts=F("attempts") + 1, next_attempt_at=now + wait
         )
