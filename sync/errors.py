@@ -28,6 +28,7 @@ from accounts.models import MailAccount
 from sync import status
 from sync.discovery import FolderListingError
 from sync.imap.connection import CONNECTION_ERRORS, ImapLoginRejected, ImapUnavailable
+from sync.imap.throttling import busy_backoff
 from sync.ingest import refused_value
 from sync.lease import LeaseLost
 
@@ -90,6 +91,8 @@ def classify(exc: BaseException) -> Failure:
         return Failure(TRANSIENT, str(exc))
     if isinstance(exc, SoftTimeLimitExceeded):
         return Failure(TRANSIENT, "the sync took longer than its time limit; it continues")
+    if isinstance(exc, IMAPClientError | imaplib.IMAP4.error) and (wait := busy_backoff(str(exc))):
+        return Failure(TRANSIENT, f"the IMAP server asks to wait: {_short(exc)}", retry_after=wait)
     if isinstance(exc, CONNECTION_ERRORS):
         return Failure(TRANSIENT, f"the connection to the IMAP server failed: {_short(exc)}")
     refusal = refused_value(exc) if isinstance(exc, DatabaseError) else None

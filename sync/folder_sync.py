@@ -44,6 +44,7 @@ from sync.imap.fetch import (
     uid_fetch,
 )
 from sync.imap.session import Capabilities, FolderStatus, select
+from sync.imap.throttling import busy_backoff
 from sync.ingest import IncomingMessage, ProviderKey, ServerState, prepare_batch, store_batch
 from sync.lease import Lease
 from sync.parse_pool import ParseJob, parse_many
@@ -71,7 +72,8 @@ PIPELINE_DEPTH = 2
 
 #: What imaplib raises for a server's answer that a command failed: a tagged NO or BAD, or a
 #: BYE (Dovecot closes the connection after failing to read a message). It raises the same
-#: abort for a lost connection, saying "socket error" (see ``_refused_by_server``).
+#: abort for a lost connection, saying "socket error", and a throttled command looks the
+#: same too (see ``_refused_by_server``).
 _IMAP_ERRORS = (IMAPClientError, imaplib.IMAP4.error)
 
 _Fetched = tuple[
@@ -591,8 +593,10 @@ class FolderSync:
 
 
 def _refused_by_server(exc: BaseException) -> bool:
-    """Whether an IMAP error is the server's answer rather than a connection that broke."""
-    return "socket error" not in str(exc)
+    """Whether an IMAP error is the server refusing the messages asked for, rather than a
+    connection that broke or a server asking everyone to wait (``sync.imap.throttling``)."""
+    text = str(exc)
+    return "socket error" not in text and busy_backoff(text) is None
 
 
 def _commit_without_waiting_for_disk() -> None:

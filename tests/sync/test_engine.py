@@ -22,6 +22,7 @@ from sync.engine import run_sync
 from sync.folder_sync import Progress
 from sync.models import RemovedMessage
 from tests.fakes.dovecot import DovecotServer
+from tests.fakes.imap_proxy import RefusingImapProxy
 from tests.sync.conftest import ImapAccount
 from tests.sync.mail import MALFORMED, message, new_id, thread
 
@@ -419,6 +420,37 @@ def test_sizes_the_server_will_not_tell_are_planned_in_small_batches(
         # Renamed, the file is a new message to Dovecot: the newest UID.
         assert refused.uid == account.server_uids()[-1]
     assert "sizes of 30 messages in folder" in caplog.text
+
+
+@pytest.mark.parametrize("server", ["exchange"], indirect=True)
+def test_a_throttled_server_is_waited_for_not_taken_at_its_word(
+    account: ImapAccount, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exchange Online refuses a busy client's FETCH with "Request is throttled": that says
+    nothing about the messages, so none is set aside; the pass waits as long as it is told."""
+    for number in range(5):
+        account.append(message(f"Message {number}"))
+    proxy = RefusingImapProxy(
+        account.server.ca,
+        account.server.port,
+        pattern=rb"^\S+ UID FETCH .*BODY\.PEEK\[\]",
+        answer=b"NO Request is throttled. Suggested Backoff Time: 299910 milliseconds",
+    )
+    try:
+        settings.MICROSOFT_IMAP_HOST = f"127.0.0.1:{proxy.port}"
+        monkeypatch.setenv("MICROSOFT_IMAP_HOST", settings.MICROSOFT_IMAP_HOST)
+        report = run_sync(account.mailbox.pk)
+        assert report.failure is not None and report.failure.transient
+        assert report.failure.retry_after == pytest.approx(299.91)
+        assert "Request is throttled" in report.failure.message
+        assert proxy.refused == 1  # not asked again message by message
+        assert not UnfetchableMessage.objects.exists()
+        assert not Message.objects.filter(mailbox=account.mailbox).exists()
+        proxy.refusing = False
+        sync_ok(account)
+        assert Message.objects.filter(mailbox=account.mailbox).count() == 5
+    finally:
+        proxy.close()
 
 
 def test_password_mailbox_syncs(imap_account: Callable[..., ImapAccount]) -> None:

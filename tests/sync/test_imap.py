@@ -13,6 +13,7 @@ from sync.imap import ImapLoginRejected, ImapUnavailable, imap_session, open_ima
 from sync.imap.fetch import compress_uids, parse_uid_set, search_uids, uid_fetch
 from sync.imap.folders import list_server_folders, role_from_name, wanted_folders
 from sync.imap.session import prepare_session, select
+from sync.imap.throttling import busy_backoff
 from tests.fakes.dovecot import DovecotServer
 from tests.fakes.idp import FakeIdentityProvider
 from tests.sync.conftest import ImapAccount
@@ -166,3 +167,23 @@ def test_the_wrong_encryption_mode_for_the_port_is_named(
     ) as plain:
         open_imap(account.refresh())
     assert classify(plain.value).kind == ERROR  # the same answer on every retry
+
+
+@pytest.mark.parametrize(
+    ("answer", "wait"),
+    [
+        ("NO Request is throttled. Suggested Backoff Time: 299910 milliseconds", 299.91),
+        (
+            "command: FETCH => BAD Request is throttled. "
+            "Suggested Backoff Time: 89117 milliseconds",
+            89.117,
+        ),
+        ("NO [UNAVAILABLE] Mailbox is temporarily locked", 60.0),
+        ("NO Server Unavailable. 15", 60.0),
+        ("NO [INUSE] Mailbox in use", 60.0),
+        ("FETCH failed: Internal error occurred. Refer to server log for more information.", None),
+        ("NO [CORRUPTION] Message is damaged", None),
+    ],
+)
+def test_busy_answers_are_told_from_refused_messages(answer: str, wait: float | None) -> None:
+    assert busy_backoff(answer) == wait

@@ -1,0 +1,93 @@
+"""An IMAPS proxy in front of a Dovecot stand-in that answers chosen commands itself.
+
+Some server behaviour cannot be provoked from Dovecot: Exchange Online's throttling, for one,
+refuses a command with "NO Request is throttled. Suggested Backoff Time: 299910 milliseconds"
+(or BAD, then BYE). The proxy terminates TLS with a certificate of the test CA, relays every
+line to Dovecot over TLS and back, and while ``refusing`` is set answers client commands that
+match ``pattern`` with ``answer`` (after the command's tag) instead of forwarding them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import ssl
+import threading
+
+from tests.fakes.ca import TestCA
+
+__all__ = ["RefusingImapProxy"]
+
+
+class RefusingImapProxy:
+    """``RefusingImapProxy(ca, upstream_port, pattern, answer)``; ``port`` once started."""
+
+    def __init__(self, ca: TestCA, upstream_port: int, pattern: bytes, answer: bytes) -> None:
+        self.upstream_port = upstream_port
+        self.pattern = re.compile(pattern, re.IGNORECASE)
+        self.answer = answer
+        self.refusing = True
+        self.refused = 0
+        cert = ca.issue_server_cert("imap-proxy")
+        self._server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._server_tls.load_cert_chain(cert.cert_path, cert.key_path)
+        self._client_tls = ssl.create_default_context(cafile=str(ca.ca_path))
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._listener.getsockname()[1])
+        self._closed = threading.Event()
+        threading.Thread(target=self._accept, name="imap-proxy", daemon=True).start()
+
+    def close(self) -> None:
+        self._closed.set()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                raw, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
+
+    def _serve(self, raw: socket.socket) -> None:
+        try:
+            client = self._server_tls.wrap_socket(raw, server_side=True)
+            upstream = self._client_tls.wrap_socket(
+                socket.create_connection(("127.0.0.1", self.upstream_port)),
+                server_hostname="127.0.0.1",
+            )
+        except OSError:
+            raw.close()
+            return
+        lock = threading.Lock()  # client writes come from both directions
+        threading.Thread(target=self._pump, args=(upstream, client, lock), daemon=True).start()
+        reader = client.makefile("rb")
+        try:
+            for line in reader:
+                if self.refusing and self.pattern.search(line):
+                    self.refused += 1
+                    tag = line.split(b" ", 1)[0]
+                    with lock:
+                        client.sendall(tag + b" " + self.answer + b"\r\n")
+                    continue
+                upstream.sendall(line)
+        except OSError:
+            pass
+        finally:
+            for sock in (upstream, client):
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    @staticmethod
+    def _pump(source: ssl.SSLSocket, sink: ssl.SSLSocket, lock: threading.Lock) -> None:
+        try:
+            while data := source.recv(65536):
+                with lock:
+                    sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.close()
