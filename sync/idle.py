@@ -6,7 +6,8 @@ reconnect; it re-reads the mailbox list every ``refresh_seconds``. A watcher log
 ``open_imap``, EXAMINEs the Inbox and IDLEs; on EXISTS, EXPUNGE or FETCH (new mail, deletions,
 flag changes) it asks for an incremental sync, which the supervisor enqueues from its own
 thread. IDLE is re-issued every ``renew_seconds`` (25 minutes: servers drop IDLE sessions
-after 30), and a dropped connection is re-opened with exponential backoff and jitter; every
+after 30), and a dropped connection is re-opened with exponential backoff and jitter (never
+sooner than a throttling server asks, ``sync.imap.throttling``); every
 (re)connect also asks for a sync, so nothing that arrived while disconnected waits for the
 sweep. Servers without IDLE are polled with NOOP instead.
 """
@@ -29,6 +30,7 @@ from mailweb.models import Folder
 from sync.errors import RECONNECT, classify
 from sync.imap.connection import IMAP_METHODS, ImapLoginRejected, close_quietly, open_imap
 from sync.imap.session import Capabilities
+from sync.imap.throttling import busy_backoff
 from sync.status import HELD_STATES
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,7 @@ class IdleWatcher(threading.Thread):
         try:
             while not self.stopping.is_set():
                 started = time.monotonic()
+                asked_to_wait = 0.0  # what a throttling server suggested (sync.imap.throttling)
                 try:
                     self._session()
                 except vault.NeedsReconnect as exc:
@@ -98,6 +101,7 @@ class IdleWatcher(threading.Thread):
                 except ImapLoginRejected as exc:
                     if self._refused_for_good(exc):
                         return
+                    asked_to_wait = busy_backoff(str(exc)) or 0.0
                 except vault.TokenUnavailable as exc:
                     delay = max(delay, float(exc.retry_after or 0))
                     log.info("idle: mailbox %s: %s", self.mailbox_id, exc)
@@ -108,6 +112,7 @@ class IdleWatcher(threading.Thread):
                         type(exc).__name__,
                         str(exc)[:200],
                     )
+                    asked_to_wait = busy_backoff(str(exc)) or 0.0
                 finally:
                     self.connected.clear()
                     connection.close()
@@ -116,7 +121,7 @@ class IdleWatcher(threading.Thread):
                 if time.monotonic() - started > HEALTHY_SESSION_SECONDS:
                     delay = BACKOFF_START
                 wait = delay / 2 + random.uniform(0, delay / 2)  # noqa: S311 - jitter
-                self.stopping.wait(wait)
+                self.stopping.wait(max(wait, asked_to_wait))
                 delay = min(BACKOFF_MAX, delay * 2)
         finally:
             connection.close()

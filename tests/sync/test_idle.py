@@ -21,6 +21,7 @@ from sync.idle import IdleSupervisor, IdleWatcher, is_change
 from tests.conftest import ROOT, Worker, wait_for, worker_environment
 from tests.fakes.dovecot import DovecotServer
 from tests.fakes.idp import FakeIdentityProvider
+from tests.fakes.imap_proxy import RefusingImapProxy
 from tests.sync.conftest import ImapAccount
 from tests.sync.mail import message, new_id
 
@@ -119,6 +120,31 @@ def test_a_refused_password_stops_the_watcher_and_asks_for_a_reconnect(
     private_mailbox.refresh_from_db()
     assert private_mailbox.status == MailAccount.Status.NEEDS_RECONNECT
     assert AdminAlert.objects.filter(mailbox=private_mailbox, resolved_at__isnull=True).exists()
+
+
+def test_a_throttled_server_is_left_alone_as_long_as_it_asks(
+    private_server: DovecotServer, private_mailbox: MailAccount
+) -> None:
+    """Exchange Online throttles busy clients ("Request is throttled. Suggested Backoff Time:
+    N milliseconds"); reconnecting after a second, then two, only prolongs it."""
+    proxy = RefusingImapProxy(
+        private_server.ca,
+        private_server.port,
+        pattern=rb"^\S+ (SELECT|EXAMINE) ",
+        answer=b"NO Request is throttled. Suggested Backoff Time: 300000 milliseconds",
+    )
+    MailAccount.objects.filter(pk=private_mailbox.pk).update(imap_port=proxy.port)
+    watcher = IdleWatcher(private_mailbox.pk, Notices())
+    watcher.start()
+    try:
+        assert wait_for(lambda: proxy.refused == 1, timeout=20)
+        time.sleep(3)  # without the server's wait: another try after 0.5-1 s, then 1-2 s
+        assert proxy.refused == 1 and watcher.is_alive() and watcher.sessions == 0
+    finally:
+        watcher.stop()
+        watcher.join(15)
+        proxy.close()
+    assert not watcher.is_alive()
 
 
 def test_supervisor_follows_the_mailbox_list(
