@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db.models import Count
+from django.utils import timezone
 from imapclient import IMAPClient
 
 from accounts.models import MailAccount
@@ -130,6 +131,9 @@ def _skip_reason(mailbox: MailAccount | None) -> str:
         return f"not an IMAP mailbox ({mailbox.method})"
     if not status.is_syncable(mailbox):
         return f"mailbox is {mailbox.get_status_display().lower()}"
+    if paused := status.paused_until(mailbox.pk):
+        # Pushes and the sweep would otherwise ask a throttling server again at once.
+        return f"the server asked to wait until {timezone.localtime(paused):%H:%M:%S}"
     return ""
 
 

@@ -62,7 +62,12 @@ class Failure:
                         mailbox, self.message, status_reason="password_rejected"
                     )
             return
-        status.record_failure(mailbox_id, self.message, transient=self.transient and not final)
+        status.record_failure(
+            mailbox_id,
+            self.message,
+            transient=self.transient and not final,
+            retry_after=self.retry_after,
+        )
 
 
 def classify(exc: BaseException) -> Failure:

@@ -32,6 +32,11 @@ class MailboxSyncState(models.Model):
     failures = models.PositiveIntegerField(
         default=0, help_text="Consecutive failed passes (reset by a good one)."
     )
+    paused_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The server (or the token endpoint) asked for no requests before then.",
+    )
     updated_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

@@ -8,6 +8,8 @@ failing mailbox's bookkeeping never blocks another's.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
@@ -22,6 +24,7 @@ TRANSIENT_FAILURES_SHOWN = 3
 __all__ = [
     "HELD_STATES",
     "is_syncable",
+    "paused_until",
     "record_failure",
     "record_started",
     "record_success",
@@ -54,20 +57,39 @@ def record_success(mailbox: MailAccount, *, complete: bool) -> None:
     live = _live(mailbox.pk)
     live.exclude(status=status).update(status=status, status_changed_at=now)
     live.update(last_sync_at=now, last_error="")
-    MailboxSyncState.objects.filter(mailbox_id=mailbox.pk).update(failures=0, updated_at=now)
+    MailboxSyncState.objects.filter(mailbox_id=mailbox.pk).update(
+        failures=0, updated_at=now, paused_until=None
+    )
 
 
-def record_failure(mailbox_id: int, message: str, *, transient: bool = False) -> int:
+def paused_until(mailbox_id: int) -> datetime | None:
+    """When the mailbox may be synced again, if a server asked to wait (a second's slack, so
+    the retry scheduled for exactly then is not turned away)."""
+    return (
+        MailboxSyncState.objects.filter(
+            mailbox_id=mailbox_id, paused_until__gt=timezone.now() + timedelta(seconds=1)
+        )
+        .values_list("paused_until", flat=True)
+        .first()
+    )
+
+
+def record_failure(
+    mailbox_id: int, message: str, *, transient: bool = False, retry_after: float | None = None
+) -> int:
     """A pass failed with ``message`` (already safe to show); returns consecutive failures.
 
     A ``transient`` failure (network, server busy) is retried soon, so the mailbox shows
     "error" only once it has failed ``TRANSIENT_FAILURES_SHOWN`` times in a row; the message is
-    recorded either way.
+    recorded either way. ``retry_after`` (a throttling server's, or the token endpoint's) pauses
+    every sync of the mailbox for that long, not only the retry (see ``paused_until``).
     """
     now = timezone.now()
     MailboxSyncState.objects.get_or_create(mailbox_id=mailbox_id)
     MailboxSyncState.objects.filter(mailbox_id=mailbox_id).update(
-        failures=F("failures") + 1, updated_at=now
+        failures=F("failures") + 1,
+        updated_at=now,
+        paused_until=now + timedelta(seconds=retry_after) if retry_after else None,
     )
     failures = int(
         MailboxSyncState.objects.filter(mailbox_id=mailbox_id)

@@ -20,7 +20,7 @@ from mailweb.selectors import mailbox_progress
 from sync import folder_sync
 from sync.engine import run_sync
 from sync.folder_sync import Progress
-from sync.models import RemovedMessage
+from sync.models import MailboxSyncState, RemovedMessage
 from tests.fakes.dovecot import DovecotServer
 from tests.fakes.imap_proxy import RefusingImapProxy
 from tests.sync.conftest import ImapAccount
@@ -446,8 +446,14 @@ def test_a_throttled_server_is_waited_for_not_taken_at_its_word(
         assert proxy.refused == 1  # not asked again message by message
         assert not UnfetchableMessage.objects.exists()
         assert not Message.objects.filter(mailbox=account.mailbox).exists()
+        # A push or the sweep meanwhile leaves the server alone until the time it named.
+        again = run_sync(account.mailbox.pk)
+        assert again.skipped.startswith("the server asked to wait until ") and again.passes == 0
+        assert proxy.refused == 1
         proxy.refusing = False
+        MailboxSyncState.objects.update(paused_until=timezone.now())  # the five minutes pass
         sync_ok(account)
+        assert MailboxSyncState.objects.get(mailbox=account.mailbox).paused_until is None
         assert Message.objects.filter(mailbox=account.mailbox).count() == 5
     finally:
         proxy.close()
