@@ -439,7 +439,9 @@ class FolderSync:
                 self.folder.pk,
                 unfetchable.server_words(exc),
             )
-            self._reselect()
+            self._forget_selection_if_dropped(exc)
+            if self.ctx.selected != self.folder.name:
+                self._reselect()
             return None
         return {uid: message.size or 0 for uid, message in fetched.items()}
 
@@ -463,8 +465,9 @@ class FolderSync:
             if not _refused_by_server(exc):
                 raise  # the network: the pass fails and the next one resumes here
             # One message the server cannot read or convert fails the whole FETCH (Dovecot
-            # answers NO and closes the connection; Exchange answers NO or BAD). One by one,
-            # on a fresh connection, the others arrive and only that one is set aside.
+            # answers NO and closes the connection; Exchange answers NO or BAD). One by one
+            # (on a fresh connection where it was closed), the others arrive and only that
+            # one is set aside.
             log.warning(
                 "mailbox %s: FETCH of %d messages in folder %s refused (%s); one at a time",
                 self.ctx.mailbox.pk,
@@ -472,7 +475,7 @@ class FolderSync:
                 self.folder.pk,
                 unfetchable.server_words(exc),
             )
-        self.ctx.selected = None  # the connection may be gone
+            self._forget_selection_if_dropped(exc)
         messages: list[FetchedMessage] = []
         refused: dict[int, str] = {}
         for uid in uids:
@@ -484,10 +487,16 @@ class FolderSync:
                 if not _refused_by_server(exc):
                     raise
                 refused[uid] = unfetchable.server_words(exc)
-                self.ctx.selected = None
+                self._forget_selection_if_dropped(exc)
         if self.ctx.selected != self.folder.name:
             self._reselect()  # what follows in the pass needs a working connection
         return messages, refused
+
+    def _forget_selection_if_dropped(self, exc: BaseException) -> None:
+        """After a refusal with BYE (Dovecot's way), the next command needs a new connection;
+        after a plain NO or BAD (Exchange's), the same one goes on."""
+        if isinstance(exc, imaplib.IMAP4.abort):
+            self.ctx.selected = None
 
     def _reselect(self) -> None:
         """A fresh connection with this folder selected; same UIDVALIDITY or the pass fails."""

@@ -29,6 +29,7 @@ class RefusingImapProxy:
         self.answer = answer
         self.refusing = True
         self.refused = 0
+        self.connections = 0
         cert = ca.issue_server_cert("imap-proxy")
         self._server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._server_tls.load_cert_chain(cert.cert_path, cert.key_path)
@@ -52,6 +53,7 @@ class RefusingImapProxy:
             threading.Thread(target=self._serve, args=(raw,), daemon=True).start()
 
     def _serve(self, raw: socket.socket) -> None:
+        self.connections += 1
         try:
             client = self._server_tls.wrap_socket(raw, server_side=True)
             upstream = self._client_tls.wrap_socket(

@@ -459,6 +459,35 @@ def test_a_throttled_server_is_waited_for_not_taken_at_its_word(
         proxy.close()
 
 
+@pytest.mark.parametrize("server", ["exchange"], indirect=True)
+def test_a_message_refused_without_a_disconnect_costs_no_reconnect(
+    account: ImapAccount, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exchange refuses an item it cannot convert with NO (or BAD) and keeps the connection,
+    so the batch is taken apart one message at a time on that same connection."""
+    for number in range(5):
+        account.append(message(f"Message {number}"))
+    bad = account.server_uids()[2]
+    others = "|".join(str(uid) for uid in account.server_uids() if uid != bad)
+    proxy = RefusingImapProxy(
+        account.server.ca,
+        account.server.port,
+        # The batch, and the bad message alone; the others alone pass through.
+        pattern=rf"^\S+ UID FETCH (?!(?:{others}) )\S+ \(.*BODY\.PEEK\[\]".encode(),
+        answer=b"NO Command Error. 12",
+    )
+    try:
+        settings.MICROSOFT_IMAP_HOST = f"127.0.0.1:{proxy.port}"
+        monkeypatch.setenv("MICROSOFT_IMAP_HOST", settings.MICROSOFT_IMAP_HOST)
+        sync_ok(account)
+        assert (proxy.refused, proxy.connections) == (2, 1)
+        [refused] = UnfetchableMessage.objects.all()
+        assert (refused.uid, refused.error) == (bad, "Command Error. 12")
+        assert Message.objects.filter(mailbox=account.mailbox).count() == 4
+    finally:
+        proxy.close()
+
+
 def test_password_mailbox_syncs(imap_account: Callable[..., ImapAccount]) -> None:
     account = imap_account(password=True)
     account.append(message("Over a password login"))
