@@ -28,7 +28,7 @@ from accounts.models import MailAccount
 from sync import status
 from sync.discovery import FolderListingError
 from sync.imap.connection import CONNECTION_ERRORS, ImapLoginRejected, ImapUnavailable
-from sync.imap.throttling import busy_backoff
+from sync.imap.refusals import busy_backoff
 from sync.ingest import refused_value
 from sync.lease import LeaseLost
 

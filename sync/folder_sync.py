@@ -15,7 +15,6 @@ what keeps a message moved between two synced folders in its conversation.
 
 from __future__ import annotations
 
-import imaplib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,7 +27,6 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from imapclient import IMAPClient
-from imapclient.exceptions import IMAPClientError
 
 from accounts.models import MailAccount
 from mailweb.models import Folder, Message, UnfetchableMessage
@@ -43,8 +41,8 @@ from sync.imap.fetch import (
     uid_chunks,
     uid_fetch,
 )
+from sync.imap.refusals import IMAP_ERRORS, connection_dropped, refuses_the_messages
 from sync.imap.session import Capabilities, FolderStatus, select
-from sync.imap.throttling import busy_backoff
 from sync.ingest import IncomingMessage, ProviderKey, ServerState, prepare_batch, store_batch
 from sync.lease import Lease
 from sync.parse_pool import ParseJob, parse_many
@@ -70,11 +68,6 @@ UID_CHUNK = 5000
 #: the one being committed, at most PIPELINE_DEPTH + 2 batches (x BATCH_BYTES) are in memory.
 PIPELINE_DEPTH = 2
 
-#: What imaplib raises for a server's answer that a command failed: a tagged NO or BAD, or a
-#: BYE (Dovecot closes the connection after failing to read a message). It raises the same
-#: abort for a lost connection, saying "socket error", and a throttled command looks the
-#: same too (see ``_refused_by_server``).
-_IMAP_ERRORS = (IMAPClientError, imaplib.IMAP4.error)
 
 _Fetched = tuple[
     list[FetchedMessage], dict[int, str], dict[str, Any], ParseJob | list[ParseOutcome]
@@ -429,8 +422,8 @@ class FolderSync:
         """
         try:
             fetched = uid_fetch(self.client, compress_uids(window), ["RFC822.SIZE"]).messages
-        except _IMAP_ERRORS as exc:
-            if not _refused_by_server(exc):
+        except IMAP_ERRORS as exc:
+            if not refuses_the_messages(exc):
                 raise
             log.warning(
                 "mailbox %s: sizes of %d messages in folder %s refused (%s); small batches",
@@ -461,8 +454,8 @@ class FolderSync:
         send (UID -> its words). UIDs in neither were expunged meanwhile."""
         try:
             return self._fetch_whole(uids), {}
-        except _IMAP_ERRORS as exc:
-            if not _refused_by_server(exc):
+        except IMAP_ERRORS as exc:
+            if not refuses_the_messages(exc):
                 raise  # the network: the pass fails and the next one resumes here
             # One message the server cannot read or convert fails the whole FETCH (Dovecot
             # answers NO and closes the connection; Exchange answers NO or BAD). One by one
@@ -483,8 +476,8 @@ class FolderSync:
                 self._reselect()
             try:
                 messages.extend(self._fetch_whole([uid]))
-            except _IMAP_ERRORS as exc:
-                if not _refused_by_server(exc):
+            except IMAP_ERRORS as exc:
+                if not refuses_the_messages(exc):
                     raise
                 refused[uid] = unfetchable.server_words(exc)
                 self._forget_selection_if_dropped(exc)
@@ -495,7 +488,7 @@ class FolderSync:
     def _forget_selection_if_dropped(self, exc: BaseException) -> None:
         """After a refusal with BYE (Dovecot's way), the next command needs a new connection;
         after a plain NO or BAD (Exchange's), the same one goes on."""
-        if isinstance(exc, imaplib.IMAP4.abort):
+        if connection_dropped(exc):
             self.ctx.selected = None
 
     def _reselect(self) -> None:
@@ -599,13 +592,6 @@ class FolderSync:
         folder.last_synced_at = updates["last_synced_at"]
         if synced_delta:
             folder.synced_count += synced_delta
-
-
-def _refused_by_server(exc: BaseException) -> bool:
-    """Whether an IMAP error is the server refusing the messages asked for, rather than a
-    connection that broke or a server asking everyone to wait (``sync.imap.throttling``)."""
-    text = str(exc)
-    return "socket error" not in text and busy_backoff(text) is None
 
 
 def _commit_without_waiting_for_disk() -> None:

@@ -7,7 +7,7 @@ reconnect; it re-reads the mailbox list every ``refresh_seconds``. A watcher log
 flag changes) it asks for an incremental sync, which the supervisor enqueues from its own
 thread. IDLE is re-issued every ``renew_seconds`` (25 minutes: servers drop IDLE sessions
 after 30), and a dropped connection is re-opened with exponential backoff and jitter (never
-sooner than a throttling server asks, ``sync.imap.throttling``); every
+sooner than a throttling server asks, ``sync.imap.refusals``); every
 (re)connect also asks for a sync, so nothing that arrived while disconnected waits for the
 sweep. Servers without IDLE are polled with NOOP instead.
 """
@@ -29,8 +29,8 @@ from accounts.models import MailAccount
 from mailweb.models import Folder
 from sync.errors import RECONNECT, classify
 from sync.imap.connection import IMAP_METHODS, ImapLoginRejected, close_quietly, open_imap
+from sync.imap.refusals import busy_backoff
 from sync.imap.session import Capabilities
-from sync.imap.throttling import busy_backoff
 from sync.status import HELD_STATES
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class IdleWatcher(threading.Thread):
         try:
             while not self.stopping.is_set():
                 started = time.monotonic()
-                asked_to_wait = 0.0  # what a throttling server suggested (sync.imap.throttling)
+                asked_to_wait = 0.0  # what a throttling server suggested (sync.imap.refusals)
                 try:
                     self._session()
                 except vault.NeedsReconnect as exc:

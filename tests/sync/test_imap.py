@@ -12,8 +12,8 @@ from sync.errors import ERROR, RECONNECT, TRANSIENT, classify
 from sync.imap import ImapLoginRejected, ImapUnavailable, imap_session, open_imap
 from sync.imap.fetch import compress_uids, parse_uid_set, search_uids, uid_fetch
 from sync.imap.folders import list_server_folders, role_from_name, wanted_folders
+from sync.imap.refusals import busy_backoff
 from sync.imap.session import prepare_session, select
-from sync.imap.throttling import busy_backoff
 from tests.fakes.dovecot import DovecotServer
 from tests.fakes.idp import FakeIdentityProvider
 from tests.sync.conftest import ImapAccount
