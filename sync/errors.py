@@ -28,7 +28,7 @@ from accounts.models import MailAccount
 from sync import status
 from sync.discovery import FolderListingError
 from sync.imap.connection import CONNECTION_ERRORS, ImapLoginRejected, ImapUnavailable
-from sync.imap.refusals import busy_backoff
+from sync.imap.refusals import busy_backoff, mailbox_not_opened
 from sync.ingest import refused_value
 from sync.lease import LeaseLost
 
@@ -96,6 +96,16 @@ def classify(exc: BaseException) -> Failure:
         return Failure(TRANSIENT, str(exc))
     if isinstance(exc, SoftTimeLimitExceeded):
         return Failure(TRANSIENT, "the sync took longer than its time limit; it continues")
+    if isinstance(exc, IMAPClientError | imaplib.IMAP4.error) and mailbox_not_opened(str(exc)):
+        return Failure(
+            ERROR,
+            "The server accepted Mailweb's sign-in but would not open this mailbox "
+            "(“User is authenticated but not connected”). For a shared mailbox, give the "
+            "account that connected it Full Access to the shared mailbox (its delegation "
+            "settings in the Exchange admin center, or Add-MailboxPermission -AccessRights "
+            "FullAccess); the change can take a while to apply. Otherwise check the mailbox's "
+            "address.",
+        )
     if isinstance(exc, IMAPClientError | imaplib.IMAP4.error) and (wait := busy_backoff(str(exc))):
         return Failure(TRANSIENT, f"the IMAP server asks to wait: {_short(exc)}", retry_after=wait)
     if isinstance(exc, CONNECTION_ERRORS):

@@ -8,6 +8,10 @@ throttled. Suggested Backoff Time: 299910 milliseconds", or BAD with the same wo
 a BYE); other servers say "[UNAVAILABLE]" or "[INUSE]" (RFC 5530) or "Server Unavailable".
 Such an answer is about the server, not about the message asked for: the sync stops and waits
 as long as the server suggests, instead of setting messages aside (``sync.unfetchable``).
+
+Exchange also accepts a token for a mailbox the token's account may not open, then answers
+every command with "BAD User is authenticated but not connected." (then BYE). For a shared
+mailbox that nearly always means the connecting account lacks Full Access: no retry helps.
 """
 
 from __future__ import annotations
@@ -17,7 +21,13 @@ import re
 
 from imapclient.exceptions import IMAPClientError
 
-__all__ = ["IMAP_ERRORS", "busy_backoff", "connection_dropped", "refuses_the_messages"]
+__all__ = [
+    "IMAP_ERRORS",
+    "busy_backoff",
+    "connection_dropped",
+    "mailbox_not_opened",
+    "refuses_the_messages",
+]
 
 #: What imaplib and imapclient raise for an answer that a command failed, or a lost connection.
 IMAP_ERRORS = (IMAPClientError, imaplib.IMAP4.error)
@@ -49,3 +59,8 @@ def connection_dropped(exc: BaseException) -> bool:
     """Whether the connection is gone after ``exc``: a BYE (Dovecot's way after refusing a
     message) or a broken socket. After a plain NO or BAD (Exchange's way) it goes on."""
     return isinstance(exc, imaplib.IMAP4.abort)
+
+
+def mailbox_not_opened(text: str) -> bool:
+    """Whether ``text`` is Exchange's "signed in, but that mailbox is not yours to open"."""
+    return "authenticated but not connected" in text.lower()

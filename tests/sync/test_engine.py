@@ -488,6 +488,31 @@ def test_a_message_refused_without_a_disconnect_costs_no_reconnect(
         proxy.close()
 
 
+@pytest.mark.parametrize("server", ["exchange"], indirect=True)
+def test_a_mailbox_the_account_may_not_open_is_an_error_with_what_to_do(
+    account: ImapAccount, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exchange takes a delegate's token for a shared mailbox the delegate has no Full Access
+    to, then refuses every command: retrying cannot help, a person has to grant access."""
+    proxy = RefusingImapProxy(
+        account.server.ca,
+        account.server.port,
+        pattern=rb"^\S+ (LIST|SELECT|EXAMINE|NAMESPACE) ",
+        answer=b"BAD User is authenticated but not connected.",
+    )
+    try:
+        settings.MICROSOFT_IMAP_HOST = f"127.0.0.1:{proxy.port}"
+        monkeypatch.setenv("MICROSOFT_IMAP_HOST", settings.MICROSOFT_IMAP_HOST)
+        report = run_sync(account.mailbox.pk)
+        assert report.failure is not None and report.failure.kind == "error"
+        assert "give the account that connected it Full Access" in report.failure.message
+        mailbox = account.refresh()
+        assert mailbox.status == MailAccount.Status.ERROR
+        assert "User is authenticated but not connected" in mailbox.last_error
+    finally:
+        proxy.close()
+
+
 def test_password_mailbox_syncs(imap_account: Callable[..., ImapAccount]) -> None:
     account = imap_account(password=True)
     account.append(message("Over a password login"))
