@@ -15,20 +15,18 @@ Messages are written for the Mailboxes page and never contain a secret.
 
 from __future__ import annotations
 
-import imaplib
 import logging
 from dataclasses import dataclass
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.db import DatabaseError, InterfaceError, OperationalError
-from imapclient.exceptions import IMAPClientError
 
 from accounts import vault
 from accounts.models import MailAccount
 from sync import status
 from sync.discovery import FolderListingError
 from sync.imap.connection import CONNECTION_ERRORS, ImapLoginRejected, ImapUnavailable
-from sync.imap.refusals import busy_backoff, mailbox_not_opened
+from sync.imap.refusals import IMAP_ERRORS, busy_backoff, mailbox_not_opened
 from sync.ingest import refused_value
 from sync.lease import LeaseLost
 
@@ -96,7 +94,7 @@ def classify(exc: BaseException) -> Failure:
         return Failure(TRANSIENT, str(exc))
     if isinstance(exc, SoftTimeLimitExceeded):
         return Failure(TRANSIENT, "the sync took longer than its time limit; it continues")
-    if isinstance(exc, IMAPClientError | imaplib.IMAP4.error) and mailbox_not_opened(str(exc)):
+    if isinstance(exc, IMAP_ERRORS) and mailbox_not_opened(str(exc)):
         return Failure(
             ERROR,
             "The server accepted Mailweb's sign-in but would not open this mailbox "
@@ -106,7 +104,7 @@ def classify(exc: BaseException) -> Failure:
             "FullAccess); the change can take a while to apply. Otherwise check the mailbox's "
             "address.",
         )
-    if isinstance(exc, IMAPClientError | imaplib.IMAP4.error) and (wait := busy_backoff(str(exc))):
+    if isinstance(exc, IMAP_ERRORS) and (wait := busy_backoff(str(exc))):
         return Failure(TRANSIENT, f"the IMAP server asks to wait: {_short(exc)}", retry_after=wait)
     if isinstance(exc, CONNECTION_ERRORS):
         return Failure(TRANSIENT, f"the connection to the IMAP server failed: {_short(exc)}")
@@ -119,7 +117,7 @@ def classify(exc: BaseException) -> Failure:
         return Failure(TRANSIENT, f"database unavailable: {type(exc).__name__}")
     if isinstance(exc, FolderListingError):
         return Failure(TRANSIENT, str(exc))
-    if isinstance(exc, IMAPClientError | imaplib.IMAP4.error):
+    if isinstance(exc, IMAP_ERRORS):
         return Failure(TRANSIENT, f"the IMAP server refused a command: {_short(exc)}")
     log.exception("sync failed unexpectedly", exc_info=exc)
     return Failure(ERROR, f"sync failed: {type(exc).__name__}: {_short(exc)}")

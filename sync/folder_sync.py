@@ -433,8 +433,7 @@ class FolderSync:
                 unfetchable.server_words(exc),
             )
             self._forget_selection_if_dropped(exc)
-            if self.ctx.selected != self.folder.name:
-                self._reselect()
+            self._back_in_folder()
             return None
         return {uid: message.size or 0 for uid, message in fetched.items()}
 
@@ -472,8 +471,7 @@ class FolderSync:
         messages: list[FetchedMessage] = []
         refused: dict[int, str] = {}
         for uid in uids:
-            if self.ctx.selected != self.folder.name:
-                self._reselect()
+            self._back_in_folder()
             try:
                 messages.extend(self._fetch_whole([uid]))
             except IMAP_ERRORS as exc:
@@ -481,8 +479,7 @@ class FolderSync:
                     raise
                 refused[uid] = unfetchable.server_words(exc)
                 self._forget_selection_if_dropped(exc)
-        if self.ctx.selected != self.folder.name:
-            self._reselect()  # what follows in the pass needs a working connection
+        self._back_in_folder()  # what follows in the pass needs a working connection
         return messages, refused
 
     def _forget_selection_if_dropped(self, exc: BaseException) -> None:
@@ -491,8 +488,11 @@ class FolderSync:
         if connection_dropped(exc):
             self.ctx.selected = None
 
-    def _reselect(self) -> None:
-        """A fresh connection with this folder selected; same UIDVALIDITY or the pass fails."""
+    def _back_in_folder(self) -> None:
+        """After a refusal that closed the connection: a fresh one with this folder selected,
+        under the same UIDVALIDITY or the pass fails. Otherwise nothing to do."""
+        if self.ctx.selected == self.folder.name:
+            return
         self.ctx.reconnect()
         status = select(self.client, self.folder.name)
         self.ctx.selected = self.folder.name

@@ -179,16 +179,13 @@ def store_batch(batch: PreparedBatch, *, reopen: bool = False) -> list[tuple[Mes
         try:
             with transaction.atomic():
                 stored = _adopt_or_store(mailbox, batch.prepared, reopen=reopen)
-        except IntegrityError:
-            # Another writer stored one of these provider keys first (not under the lease):
-            # take the messages one by one, each returning the row that won.
-            stored = [_store_one_again(mailbox, p, reopen=reopen) for p in batch.prepared]
         except DatabaseError as exc:
-            if refused_value(exc) is None:
+            if not isinstance(exc, IntegrityError) and refused_value(exc) is None:
                 raise
-            # A value in one of the rows is past a limit the parser did not foresee. One by
-            # one, so that message alone is stored cut down and the others, and every later
-            # batch, go on as usual.
+            # Another writer stored one of these provider keys first (not under the lease), or
+            # a value in one row is past a limit the parser did not foresee: one by one, each
+            # returning the row that won, the refused message alone stored cut down, and the
+            # others (and every later batch) going on as usual.
             stored = [_store_one_again(mailbox, p, reopen=reopen) for p in batch.prepared]
         for index, result in zip(batch.pending, stored, strict=True):
             results[index] = result

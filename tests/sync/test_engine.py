@@ -4,7 +4,7 @@ and the Exchange-like one (none of them, Exchange's folder names), so every code
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -41,6 +41,26 @@ def server(request: pytest.FixtureRequest) -> DovecotServer:
 @pytest.fixture
 def account(imap_account: Callable[..., ImapAccount], server: DovecotServer) -> ImapAccount:
     return imap_account(server)
+
+
+@pytest.fixture
+def exchange_proxy(
+    account: ImapAccount, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., RefusingImapProxy]]:
+    """``exchange_proxy(pattern=, answer=)``: the mailbox reaches its Dovecot through a proxy
+    that answers matching commands as Exchange Online does (``tests.fakes.imap_proxy``)."""
+    proxies: list[RefusingImapProxy] = []
+
+    def start(*, pattern: bytes, answer: bytes) -> RefusingImapProxy:
+        proxy = RefusingImapProxy(account.server.ca, account.server.port, pattern, answer)
+        proxies.append(proxy)
+        settings.MICROSOFT_IMAP_HOST = f"127.0.0.1:{proxy.port}"
+        monkeypatch.setenv("MICROSOFT_IMAP_HOST", settings.MICROSOFT_IMAP_HOST)
+        return proxy
+
+    yield start
+    for proxy in proxies:
+        proxy.close()
 
 
 def sync_ok(account: ImapAccount, **kwargs: Any) -> Any:
@@ -424,44 +444,37 @@ def test_sizes_the_server_will_not_tell_are_planned_in_small_batches(
 
 @pytest.mark.parametrize("server", ["exchange"], indirect=True)
 def test_a_throttled_server_is_waited_for_not_taken_at_its_word(
-    account: ImapAccount, settings: Any, monkeypatch: pytest.MonkeyPatch
+    account: ImapAccount, exchange_proxy: Callable[..., RefusingImapProxy]
 ) -> None:
     """Exchange Online refuses a busy client's FETCH with "Request is throttled": that says
     nothing about the messages, so none is set aside; the pass waits as long as it is told."""
     for number in range(5):
         account.append(message(f"Message {number}"))
-    proxy = RefusingImapProxy(
-        account.server.ca,
-        account.server.port,
+    proxy = exchange_proxy(
         pattern=rb"^\S+ UID FETCH .*BODY\.PEEK\[\]",
         answer=b"NO Request is throttled. Suggested Backoff Time: 299910 milliseconds",
     )
-    try:
-        settings.MICROSOFT_IMAP_HOST = f"127.0.0.1:{proxy.port}"
-        monkeypatch.setenv("MICROSOFT_IMAP_HOST", settings.MICROSOFT_IMAP_HOST)
-        report = run_sync(account.mailbox.pk)
-        assert report.failure is not None and report.failure.transient
-        assert report.failure.retry_after == pytest.approx(299.91)
-        assert "Request is throttled" in report.failure.message
-        assert proxy.refused == 1  # not asked again message by message
-        assert not UnfetchableMessage.objects.exists()
-        assert not Message.objects.filter(mailbox=account.mailbox).exists()
-        # A push or the sweep meanwhile leaves the server alone until the time it named.
-        again = run_sync(account.mailbox.pk)
-        assert again.skipped.startswith("the server asked to wait until ") and again.passes == 0
-        assert proxy.refused == 1
-        proxy.refusing = False
-        MailboxSyncState.objects.update(paused_until=timezone.now())  # the five minutes pass
-        sync_ok(account)
-        assert MailboxSyncState.objects.get(mailbox=account.mailbox).paused_until is None
-        assert Message.objects.filter(mailbox=account.mailbox).count() == 5
-    finally:
-        proxy.close()
+    report = run_sync(account.mailbox.pk)
+    assert report.failure is not None and report.failure.transient
+    assert report.failure.retry_after == pytest.approx(299.91)
+    assert "Request is throttled" in report.failure.message
+    assert proxy.refused == 1  # not asked again message by message
+    assert not UnfetchableMessage.objects.exists()
+    assert not Message.objects.filter(mailbox=account.mailbox).exists()
+    # A push or the sweep meanwhile leaves the server alone until the time it named.
+    again = run_sync(account.mailbox.pk)
+    assert again.skipped.startswith("the server asked to wait until ") and again.passes == 0
+    assert proxy.refused == 1
+    proxy.refusing = False
+    MailboxSyncState.objects.update(paused_until=timezone.now())  # the five minutes pass
+    sync_ok(account)
+    assert MailboxSyncState.objects.get(mailbox=account.mailbox).paused_until is None
+    assert Message.objects.filter(mailbox=account.mailbox).count() == 5
 
 
 @pytest.mark.parametrize("server", ["exchange"], indirect=True)
 def test_a_message_refused_without_a_disconnect_costs_no_reconnect(
-    account: ImapAccount, settings: Any, monkeypatch: pytest.MonkeyPatch
+    account: ImapAccount, exchange_proxy: Callable[..., RefusingImapProxy]
 ) -> None:
     """Exchange refuses an item it cannot convert with NO (or BAD) and keeps the connection,
     so the batch is taken apart one message at a time on that same connection."""
@@ -469,48 +482,34 @@ def test_a_message_refused_without_a_disconnect_costs_no_reconnect(
         account.append(message(f"Message {number}"))
     bad = account.server_uids()[2]
     others = "|".join(str(uid) for uid in account.server_uids() if uid != bad)
-    proxy = RefusingImapProxy(
-        account.server.ca,
-        account.server.port,
+    proxy = exchange_proxy(
         # The batch, and the bad message alone; the others alone pass through.
         pattern=rf"^\S+ UID FETCH (?!(?:{others}) )\S+ \(.*BODY\.PEEK\[\]".encode(),
         answer=b"NO Command Error. 12",
     )
-    try:
-        settings.MICROSOFT_IMAP_HOST = f"127.0.0.1:{proxy.port}"
-        monkeypatch.setenv("MICROSOFT_IMAP_HOST", settings.MICROSOFT_IMAP_HOST)
-        sync_ok(account)
-        assert (proxy.refused, proxy.connections) == (2, 1)
-        [refused] = UnfetchableMessage.objects.all()
-        assert (refused.uid, refused.error) == (bad, "Command Error. 12")
-        assert Message.objects.filter(mailbox=account.mailbox).count() == 4
-    finally:
-        proxy.close()
+    sync_ok(account)
+    assert (proxy.refused, proxy.connections) == (2, 1)
+    [refused] = UnfetchableMessage.objects.all()
+    assert (refused.uid, refused.error) == (bad, "Command Error. 12")
+    assert Message.objects.filter(mailbox=account.mailbox).count() == 4
 
 
 @pytest.mark.parametrize("server", ["exchange"], indirect=True)
 def test_a_mailbox_the_account_may_not_open_is_an_error_with_what_to_do(
-    account: ImapAccount, settings: Any, monkeypatch: pytest.MonkeyPatch
+    account: ImapAccount, exchange_proxy: Callable[..., RefusingImapProxy]
 ) -> None:
     """Exchange takes a delegate's token for a shared mailbox the delegate has no Full Access
     to, then refuses every command: retrying cannot help, a person has to grant access."""
-    proxy = RefusingImapProxy(
-        account.server.ca,
-        account.server.port,
+    exchange_proxy(
         pattern=rb"^\S+ (LIST|SELECT|EXAMINE|NAMESPACE) ",
         answer=b"BAD User is authenticated but not connected.",
     )
-    try:
-        settings.MICROSOFT_IMAP_HOST = f"127.0.0.1:{proxy.port}"
-        monkeypatch.setenv("MICROSOFT_IMAP_HOST", settings.MICROSOFT_IMAP_HOST)
-        report = run_sync(account.mailbox.pk)
-        assert report.failure is not None and report.failure.kind == "error"
-        assert "give the account that connected it Full Access" in report.failure.message
-        mailbox = account.refresh()
-        assert mailbox.status == MailAccount.Status.ERROR
-        assert "User is authenticated but not connected" in mailbox.last_error
-    finally:
-        proxy.close()
+    report = run_sync(account.mailbox.pk)
+    assert report.failure is not None and report.failure.kind == "error"
+    assert "give the account that connected it Full Access" in report.failure.message
+    mailbox = account.refresh()
+    assert mailbox.status == MailAccount.Status.ERROR
+    assert "User is authenticated but not connected" in mailbox.last_error
 
 
 def test_password_mailbox_syncs(imap_account: Callable[..., ImapAccount]) -> None:
