@@ -48,7 +48,7 @@ def _instrument() -> dict[str, float]:
     """Wrap the engine's stages with timers (wall time, including what they call)."""
     import functools
 
-    from sync import folder_sync, ingest, parse_pool
+    from sync import folder_sync, ingest, message_rows, parse_pool
 
     timers: dict[str, float] = {}
 
@@ -69,9 +69,9 @@ def _instrument() -> dict[str, float]:
     timed(parse_pool.ParseJob, "result", "waiting for the parse processes")
     timed(folder_sync, "prepare_batch", "prepare (rows, blobs made durable)")
     timed(folder_sync, "store_batch", "store (threading + SQL)")
-    timed(ingest, "insert_new", "  store: inserting messages")
-    timed(ingest, "_ThreadIndex", "  store: threading lookups")
-    timed(ingest, "_update_stored_conversations", "  store: updating conversations")
+    timed(message_rows, "insert_new", "  store: inserting messages")
+    timed(message_rows, "ThreadIndex", "  store: threading lookups")
+    timed(message_rows, "_update_stored_conversations", "  store: updating conversations")
     timed(ingest, "_adopt_keyless", "  store: adopting sent copies")
     timed(ingest, "_existing", "  prepare: looking for stored keys")
     return timers

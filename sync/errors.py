@@ -27,8 +27,8 @@ from sync import status
 from sync.discovery import FolderListingError
 from sync.imap.connection import CONNECTION_ERRORS, ImapLoginRejected, ImapUnavailable
 from sync.imap.refusals import IMAP_ERRORS, busy_backoff, mailbox_not_opened
-from sync.ingest import refused_value
 from sync.lease import LeaseLost
+from sync.refused_rows import refused_value
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ from sync.ingest import (
     IncomingMessage,
     ProviderKey,
     ServerState,
-    find_conversation,
     ingest_batch,
     ingest_message,
 )
 from sync.mime import parse_message
 from sync.store import remove_messages
+from sync.threads import find_conversation
 from tests.sync.mail import BASE_TIME, MALFORMED, message, new_id, thread
 
 pytestmark = pytest.mark.django_db
