@@ -214,6 +214,13 @@ def _connect_and_login(
         login(client)
     except LoginError as exc:
         _close(client)
+        if isinstance(exc.__context__, imaplib.IMAP4.abort):
+            # imapclient turns every imaplib error during the login into a LoginError, a
+            # connection that broke halfway included: that is the network, not a refusal, and
+            # must not send a person to re-enter a password that is fine.
+            raise ImapUnavailable(
+                f"connection to {host}:{port} failed during the login: {_server_text(exc)}"
+            ) from None
         text = _server_text(exc)
         raise ImapLoginRejected(
             f"{host} rejected the login for {login_name}: {text}",

@@ -1,10 +1,16 @@
-"""An IMAPS proxy in front of a Dovecot stand-in that answers chosen commands itself.
+"""An IMAPS proxy in front of a Dovecot stand-in that answers chosen commands itself, or cuts
+connections short.
 
 Some server behaviour cannot be provoked from Dovecot: Exchange Online's throttling, for one,
 refuses a command with "NO Request is throttled. Suggested Backoff Time: 299910 milliseconds"
 (or BAD, then BYE). The proxy terminates TLS with a certificate of the test CA, relays every
 line to Dovecot over TLS and back, and while ``refusing`` is set answers client commands that
-match ``pattern`` with ``answer`` (after the command's tag) instead of forwarding them.
+match ``pattern`` with ``answer`` (after the command's tag) instead of forwarding them; with
+no ``answer`` it cuts the connection instead, as a network failing at that moment would.
+
+A network that fails halfway is provoked with ``cuts``: each new connection takes the next
+number from that list and is closed, both ways and without a word, once the server has sent
+that many bytes of it (mid-line or mid-literal, wherever the count falls).
 """
 
 from __future__ import annotations
@@ -17,19 +23,29 @@ import threading
 
 from tests.fakes.ca import TestCA
 
-__all__ = ["RefusingImapProxy"]
+__all__ = ["ImapProxy"]
 
 
-class RefusingImapProxy:
-    """``RefusingImapProxy(ca, upstream_port, pattern, answer)``; ``port`` once started."""
+class ImapProxy:
+    """``ImapProxy(ca, upstream_port, pattern=, answer=, cuts=)``; ``port`` once started."""
 
-    def __init__(self, ca: TestCA, upstream_port: int, pattern: bytes, answer: bytes) -> None:
+    def __init__(
+        self,
+        ca: TestCA,
+        upstream_port: int,
+        *,
+        pattern: bytes = rb"(?!)",
+        answer: bytes = b"",
+        cuts: list[int] | None = None,
+    ) -> None:
         self.upstream_port = upstream_port
         self.pattern = re.compile(pattern, re.IGNORECASE)
         self.answer = answer
         self.refusing = True
         self.refused = 0
         self.connections = 0
+        self.cuts = list(cuts or [])
+        self.cut = 0  # connections cut so far
         cert = ca.issue_server_cert("imap-proxy")
         self._server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self._server_tls.load_cert_chain(cert.cert_path, cert.key_path)
@@ -64,12 +80,17 @@ class RefusingImapProxy:
             raw.close()
             return
         lock = threading.Lock()  # client writes come from both directions
-        threading.Thread(target=self._pump, args=(upstream, client, lock), daemon=True).start()
+        budget = self.cuts.pop(0) if self.cuts else None
+        threading.Thread(
+            target=self._pump, args=(upstream, client, lock, budget), daemon=True
+        ).start()
         reader = client.makefile("rb")
         try:
             for line in reader:
                 if self.refusing and self.pattern.search(line):
                     self.refused += 1
+                    if not self.answer:
+                        break  # no answer at all: the connection is cut (``finally``)
                     tag = line.split(b" ", 1)[0]
                     with lock:
                         client.sendall(tag + b" " + self.answer + b"\r\n")
@@ -82,10 +103,26 @@ class RefusingImapProxy:
                 with contextlib.suppress(OSError):
                     sock.close()
 
-    @staticmethod
-    def _pump(source: ssl.SSLSocket, sink: ssl.SSLSocket, lock: threading.Lock) -> None:
+    def _pump(
+        self,
+        source: ssl.SSLSocket,
+        sink: ssl.SSLSocket,
+        lock: threading.Lock,
+        budget: int | None,
+    ) -> None:
+        """Relay the server's bytes to the client; past ``budget`` of them, cut both ends."""
         try:
             while data := source.recv(65536):
+                if budget is not None and len(data) >= budget:
+                    with lock:
+                        sink.sendall(data[:budget])
+                    self.cut += 1
+                    for sock in (sink, source):
+                        with contextlib.suppress(OSError):
+                            sock.shutdown(socket.SHUT_RDWR)
+                    return
+                if budget is not None:
+                    budget -= len(data)
                 with lock:
                     sink.sendall(data)
         except OSError:

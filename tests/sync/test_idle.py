@@ -21,7 +21,7 @@ from sync.idle import IdleSupervisor, IdleWatcher, is_change
 from tests.conftest import ROOT, Worker, wait_for, worker_environment
 from tests.fakes.dovecot import DovecotServer
 from tests.fakes.idp import FakeIdentityProvider
-from tests.fakes.imap_proxy import RefusingImapProxy
+from tests.fakes.imap_proxy import ImapProxy
 from tests.sync.conftest import ImapAccount
 from tests.sync.mail import message, new_id
 
@@ -127,7 +127,7 @@ def test_a_throttled_server_is_left_alone_as_long_as_it_asks(
 ) -> None:
     """Exchange Online throttles busy clients ("Request is throttled. Suggested Backoff Time:
     N milliseconds"); reconnecting after a second, then two, only prolongs it."""
-    proxy = RefusingImapProxy(
+    proxy = ImapProxy(
         private_server.ca,
         private_server.port,
         pattern=rb"^\S+ (SELECT|EXAMINE) ",
