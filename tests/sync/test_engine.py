@@ -691,3 +691,57 @@ def test_connections_cut_anywhere_lose_and_duplicate_nothing(
     assert not UnfetchableMessage.objects.exists()
     mailbox = account.refresh()
     assert mailbox.status == MailAccount.Status.ACTIVE and mailbox.last_error == ""
+
+
+def test_changes_synced_over_cut_connections_arrive_exactly(
+    account: ImapAccount, server_proxy: Callable[..., ImapProxy], settings: Any
+) -> None:
+    """The incremental passes cut anywhere too: new mail, flag changes (CHANGEDSINCE, or the
+    sweep without CONDSTORE), expunges (VANISHED, or the UID comparison) and moves. However
+    often a pass breaks off, the next one ends with the server's state, flags included."""
+    settings.MAILWEB_SYNC_BATCH_SIZE = 4
+    settings.MAILWEB_SYNC_FLAGS_SWEEP_SECONDS = 0
+    archive = account.folder_name("\\Archive")
+    threads = [thread(3, f"Ticket {n}", start=BASE_TIME + timedelta(days=n)) for n in range(12)]
+    account.append_many([raw for messages in threads for raw in messages])
+    proxy = server_proxy()
+    sync_ok(account)
+
+    server, user, uids = account.server, account.address, account.server_uids()
+    server.set_flags(user, "INBOX", uids[0:12:2], [b"\\Seen"])
+    server.set_flags(user, "INBOX", uids[1:12:3], [b"\\Flagged", b"\\Answered"])
+    server.expunge(user, "INBOX", uids[12:18])  # threads 4 and 5
+    for uid in (uids[31], uids[34]):  # one message of thread 10 and one of thread 11
+        server.move(user, "INBOX", uid, archive)
+    account.append_many([message(f"New {n}", message_id=new_id()) for n in range(10)])
+    proxy.cuts = [0, 40, 300, 900, 1_500, 2_000, 2_500, 3_000, 3_500, 4_000, 5_000, 6_500, 8_000]
+
+    failures = []
+    for _ in range(len(proxy.cuts) + 10):
+        report = run_sync(account.mailbox.pk)
+        if report.failure is not None:
+            failures.append(report.failure)
+        elif report.complete and not report.more and not proxy.cuts:
+            break
+    assert report.failure is None, failures
+    assert proxy.cut >= 10 and all(failure.transient for failure in failures), failures
+
+    for name in ("INBOX", archive):
+        assert account.stored_uids(name) == account.server_uids(name), name
+        server_flags = server.flags(user, name)
+        for row in Message.objects.filter(folder=folder(account, name)):
+            flags = server_flags[row.uid]
+            assert (row.is_seen, row.is_flagged, row.is_answered) == (
+                b"\\Seen" in flags,
+                b"\\Flagged" in flags,
+                b"\\Answered" in flags,
+            ), (name, row.uid, flags)
+    stored = Message.objects.filter(mailbox=account.mailbox)
+    assert stored.count() == 36 - 6 + 10
+    assert stored.values("message_id").distinct().count() == stored.count()
+    for number, messages in enumerate(threads):
+        ids = {_header(raw, b"Message-ID") for raw in messages}
+        rows = stored.filter(message_id__in=ids)
+        assert rows.count() == (0 if number in (4, 5) else 3)
+        assert rows.values("conversation_id").distinct().count() <= 1, number
+    assert not UnfetchableMessage.objects.exists()
