@@ -122,6 +122,29 @@ def test_a_refused_password_stops_the_watcher_and_asks_for_a_reconnect(
     assert AdminAlert.objects.filter(mailbox=private_mailbox, resolved_at__isnull=True).exists()
 
 
+def test_a_connection_cut_during_the_login_is_retried_not_taken_for_a_refusal(
+    private_server: DovecotServer, private_mailbox: MailAccount
+) -> None:
+    """A network blip in the middle of LOGIN is no refused password: the watcher must neither
+    give up nor mark the mailbox, but log in again and watch."""
+    proxy = ImapProxy(private_server.ca, private_server.port, pattern=rb"^\S+ LOGIN ")
+    MailAccount.objects.filter(pk=private_mailbox.pk).update(imap_port=proxy.port)
+    watcher = IdleWatcher(private_mailbox.pk, Notices())
+    watcher.start()
+    try:
+        assert wait_for(lambda: proxy.refused == 1, timeout=20)
+        proxy.refusing = False
+        assert watcher.connected.wait(20), watcher.gave_up
+        assert watcher.is_alive() and watcher.gave_up == ""
+    finally:
+        watcher.stop()
+        watcher.join(15)
+        proxy.close()
+    private_mailbox.refresh_from_db()
+    assert private_mailbox.status != MailAccount.Status.NEEDS_RECONNECT
+    assert not AdminAlert.objects.filter(mailbox=private_mailbox).exists()
+
+
 def test_a_throttled_server_is_left_alone_as_long_as_it_asks(
     private_server: DovecotServer, private_mailbox: MailAccount
 ) -> None:
