@@ -10,7 +10,8 @@ no ``answer`` it cuts the connection instead, as a network failing at that momen
 
 A network that fails halfway is provoked with ``cuts``: each new connection takes the next
 number from that list and is closed, both ways and without a word, once the server has sent
-that many bytes of it (mid-line or mid-literal, wherever the count falls).
+that many bytes of it (mid-line or mid-literal, wherever the count falls): closed, or with
+``reset`` dropped with a TCP reset.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import contextlib
 import re
 import socket
 import ssl
+import struct
 import threading
 
 from tests.fakes.ca import TestCA
@@ -37,6 +39,7 @@ class ImapProxy:
         pattern: bytes = rb"(?!)",
         answer: bytes = b"",
         cuts: list[int] | None = None,
+        reset: bool = False,
     ) -> None:
         self.upstream_port = upstream_port
         self.pattern = re.compile(pattern, re.IGNORECASE)
@@ -45,6 +48,7 @@ class ImapProxy:
         self.refused = 0
         self.connections = 0
         self.cuts = list(cuts or [])
+        self.reset = reset  # cut with a TCP reset (as a middlebox does) instead of a close
         self.cut = 0  # connections cut so far
         cert = ca.issue_server_cert("imap-proxy")
         self._server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -99,6 +103,7 @@ class ImapProxy:
         except OSError:
             pass
         finally:
+            reader.close()  # it holds the client socket open too
             for sock in (upstream, client):
                 with contextlib.suppress(OSError):
                     sock.close()
@@ -117,9 +122,7 @@ class ImapProxy:
                     with lock:
                         sink.sendall(data[:budget])
                     self.cut += 1
-                    for sock in (sink, source):
-                        with contextlib.suppress(OSError):
-                            sock.shutdown(socket.SHUT_RDWR)
+                    self._cut(sink, source)
                     return
                 if budget is not None:
                     budget -= len(data)
@@ -130,3 +133,20 @@ class ImapProxy:
         finally:
             with contextlib.suppress(OSError):
                 sink.close()
+
+    def _cut(self, client: ssl.SSLSocket, upstream: ssl.SSLSocket) -> None:
+        """End both connections now: with a FIN, or (``reset``) with a TCP reset.
+
+        A reset goes out when the last reference to a socket closes with a zero linger time;
+        ``_serve``'s reader holds the client socket, so its reading half is shut to wake it,
+        and its ``finally`` closes both.
+        """
+        with contextlib.suppress(OSError):
+            if self.reset:
+                linger = struct.pack("ii", 1, 0)
+                for sock in (client, upstream):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                client.shutdown(socket.SHUT_RD)
+            else:
+                for sock in (client, upstream):
+                    sock.shutdown(socket.SHUT_RDWR)

@@ -642,8 +642,9 @@ def test_modseq_going_backwards_triggers_a_full_flags_sweep(account: ImapAccount
     assert restarted is not None and restarted < 10**9
 
 
+@pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
 def test_connections_cut_anywhere_lose_and_duplicate_nothing(
-    account: ImapAccount, server_proxy: Callable[..., ImapProxy], settings: Any
+    account: ImapAccount, server_proxy: Callable[..., ImapProxy], settings: Any, reset: bool
 ) -> None:
     """A network that fails halfway: connections cut during the greeting, the login, the folder
     listing, a SELECT, and in the middle of a message's bytes. Every pass that fails says so as
@@ -664,7 +665,7 @@ def test_connections_cut_anywhere_lose_and_duplicate_nothing(
     # Bytes the server may send on a connection before it is cut: the greeting, the login, the
     # folder listing, then anywhere up to about 500 KB (several of the 100 KB messages).
     cuts = [0, 40, 300, 900, 2_000, 5_000] + [int(10 ** rng.uniform(2, 5.7)) for _ in range(24)]
-    proxy = server_proxy(cuts=cuts)
+    proxy = server_proxy(cuts=cuts, reset=reset)
 
     failures = []
     for _ in range(len(cuts) + 10):  # until the sync is done and every cut has been tried
