@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.db import DatabaseError, connection
 from django.db.models import Count
 from django.utils import timezone
 from imapclient import IMAPClient
@@ -105,11 +106,23 @@ def run_sync(
             report.busy = attempt == 0
             return report
         except Exception as exc:
-            if not MailAccount.objects.filter(pk=mailbox_id).exists():
-                report.skipped = "mailbox was deleted during the sync"
-                return report
-            report.failure = classify(exc)
-            report.failure.record(mailbox_id)
+            _drop_broken_database_connection()
+            try:
+                if not MailAccount.objects.filter(pk=mailbox_id).exists():
+                    report.skipped = "mailbox was deleted during the sync"
+                    return report
+                report.failure = classify(exc)
+                report.failure.record(mailbox_id)
+            except DatabaseError as unrecorded:
+                # The database is still away: the failure is returned (the task retries it)
+                # even though it could not be written down.
+                report.failure = classify(exc)
+                log.warning(
+                    "mailbox %s: %s; not recorded (%s)",
+                    mailbox_id,
+                    report.failure.message,
+                    type(unrecorded).__name__,
+                )
             if raise_errors:
                 raise
             return report
@@ -122,6 +135,17 @@ def run_sync(
             return report
     report.more = True
     return report
+
+
+def _drop_broken_database_connection() -> None:
+    """Close this thread's database connection if the server ended it (a restart, a failover).
+
+    Django does not reconnect a connection that broke in use: every later query, recording the
+    failure included, would fail the same way until something closed it. Closed, the next query
+    connects again.
+    """
+    if connection.connection is not None and not connection.is_usable():
+        connection.close()
 
 
 def _skip_reason(mailbox: MailAccount | None) -> str:

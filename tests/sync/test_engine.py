@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -731,6 +732,7 @@ def test_changes_synced_over_cut_connections_arrive_exactly(
         assert account.stored_uids(name) == account.server_uids(name), name
         server_flags = server.flags(user, name)
         for row in Message.objects.filter(folder=folder(account, name)):
+            assert row.uid is not None
             flags = server_flags[row.uid]
             assert (row.is_seen, row.is_flagged, row.is_answered) == (
                 b"\\Seen" in flags,
@@ -746,3 +748,34 @@ def test_changes_synced_over_cut_connections_arrive_exactly(
         assert rows.count() == (0 if number in (4, 5) else 3)
         assert rows.values("conversation_id").distinct().count() <= 1, number
     assert not UnfetchableMessage.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("server", ["standard"], indirect=True)
+def test_a_database_connection_lost_mid_sync_is_a_transient_failure(
+    account: ImapAccount, settings: Any
+) -> None:
+    """PostgreSQL restarting (an upgrade, a failover) ends every connection of the worker in
+    the middle of a pass: the pass fails as transient, is recorded, and the next one reconnects
+    and goes on from the last commit."""
+    settings.MAILWEB_SYNC_BATCH_SIZE = 4
+    account.append_many([message(f"Row {n}", message_id=new_id()) for n in range(30)])
+    terminated: list[int] = []
+
+    def terminate_after_two_batches(event: Progress) -> None:
+        if terminated or len(account.stored_uids()) < 8:
+            return
+        with psycopg.connect(**connection.get_connection_params(), autocommit=True) as admin:
+            ended = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).fetchall()
+        terminated.append(len(ended))  # the sync's connection and the lease's
+
+    report = run_sync(account.mailbox.pk, progress=terminate_after_two_batches)
+    assert terminated == [2]
+    assert report.failure is not None and report.failure.transient, report.failure
+    mailbox = account.refresh()
+    assert "database" in mailbox.last_error.lower(), mailbox.last_error
+    sync_ok(account)
+    assert account.stored_uids() == account.server_uids()
