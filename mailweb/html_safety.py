@@ -20,6 +20,8 @@ from urllib.parse import unquote
 
 import nh3
 
+from mailweb.html_cost import too_costly_to_sanitize
+
 __all__ = [
     "block_remote_images",
     "html_to_text",
@@ -213,8 +215,12 @@ def sanitize_html(html_text: str) -> str:
 
 
 def _clean(cleaner: nh3.Cleaner, html_text: str) -> str:
-    """Run a cleaner; lone surrogates (from undecodable mail) would make nh3 raise."""
-    if not html_text:
+    """Run a cleaner; lone surrogates (from undecodable mail) would make nh3 raise.
+
+    HTML that would keep nh3 busy for seconds or minutes (``mailweb.html_cost``) comes back
+    empty, as HTML that cannot be made safe: the message is then shown as text.
+    """
+    if not html_text or too_costly_to_sanitize(html_text):
         return ""
     return cleaner.clean(_LONE_SURROGATE.sub("\ufffd", html_text))
 

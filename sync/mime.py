@@ -33,6 +33,7 @@ from email.message import Message
 from typing import Any
 from urllib.parse import unquote
 
+from mailweb.html_cost import too_costly_to_sanitize
 from mailweb.html_safety import html_to_text, sanitize_html
 from sync.mime_headers import (
     MAX_ID_HEADER,
@@ -357,8 +358,11 @@ def _parse(data: bytes) -> ParsedMessage:
     html_body = scrub("\n".join(rich))
     if not text.strip() and html_body:
         text = html_to_text(html_body)
-    sanitized = safe_call(lambda: sanitize_html(html_body), "")
-    if html_body and not sanitized and html_body.strip():
+    too_costly = too_costly_to_sanitize(html_body)
+    sanitized = "" if too_costly else safe_call(lambda: sanitize_html(html_body), "")
+    if too_costly:
+        body_problems.add(f"HTML body shown as text: {too_costly} would take too long to sanitize")
+    elif html_body.strip() and not sanitized:
         body_problems.add("HTML body could not be sanitized")
 
     referenced = {unquote(c).lower() for c in _CID_REFERENCE.findall(html_body)}
