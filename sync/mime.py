@@ -44,7 +44,7 @@ from sync.mime_headers import (
     decode_words,
     parse_date,
 )
-from sync.mime_structure import parse_structure
+from sync.mime_structure import MAX_PARTS, parse_structure
 from sync.mime_text import (
     Problems,
     collapse,
@@ -66,7 +66,6 @@ __all__ = [
 # The stdlib header parser is super-linear: a 100 KB Content-Type takes seconds, 1 MB minutes.
 # Headers are therefore cut to these sizes before it sees them.
 _MAX_CONTENT_HEADER = 8 * 1024
-_MAX_PARTS = 1000
 _MAX_DEPTH = 30
 _SNIPPET_LENGTH = 200
 _OCTET_STREAM = "application/octet-stream"
@@ -223,7 +222,7 @@ class _Walker:
     def walk(self, part: Message, depth: int = 0) -> tuple[list[str], list[str]]:
         """Return (plain texts, html texts) for this subtree."""
         self.seen += 1
-        if self.seen > _MAX_PARTS or depth > _MAX_DEPTH:
+        if self.seen > MAX_PARTS or depth > _MAX_DEPTH:
             self.problems.add("too many or too deeply nested MIME parts; the rest were skipped")
             return [], []
         for defect in getattr(part, "defects", []):
