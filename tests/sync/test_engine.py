@@ -21,6 +21,7 @@ from mailweb.models import Conversation, Folder, Message, Note, UnfetchableMessa
 from mailweb.selectors import mailbox_progress
 from sync import folder_sync
 from sync.engine import run_sync
+from sync.errors import Failure
 from sync.folder_sync import Progress
 from sync.models import MailboxSyncState, RemovedMessage
 from tests.fakes.dovecot import DovecotServer
@@ -674,6 +675,18 @@ def test_modseq_going_backwards_triggers_a_full_flags_sweep(account: ImapAccount
     assert restarted is not None and restarted < 10**9
 
 
+def sync_through_cuts(account: ImapAccount, proxy: ImapProxy) -> list[Failure]:
+    """Pass after pass until one succeeds with every cut of ``proxy`` tried; the failures."""
+    failures = []
+    for _ in range(len(proxy.cuts) + 10):
+        report = run_sync(account.mailbox.pk)
+        if report.failure is not None:
+            failures.append(report.failure)
+        elif report.complete and not report.more and not proxy.cuts:
+            return failures
+    raise AssertionError(f"no pass succeeded after the cuts: {failures}")
+
+
 @pytest.mark.parametrize("reset", [False, True], ids=["closed", "reset"])
 def test_connections_cut_anywhere_lose_and_duplicate_nothing(
     account: ImapAccount, server_proxy: Callable[..., ImapProxy], settings: Any, reset: bool
@@ -699,14 +712,7 @@ def test_connections_cut_anywhere_lose_and_duplicate_nothing(
     cuts = [0, 40, 300, 900, 2_000, 5_000] + [int(10 ** rng.uniform(2, 5.7)) for _ in range(24)]
     proxy = server_proxy(cuts=cuts, reset=reset)
 
-    failures = []
-    for _ in range(len(cuts) + 10):  # until the sync is done and every cut has been tried
-        report = run_sync(account.mailbox.pk)
-        if report.failure is not None:
-            failures.append(report.failure)
-        elif report.complete and not report.more and not proxy.cuts:
-            break
-    assert report.failure is None and report.complete, failures
+    failures = sync_through_cuts(account, proxy)
     # Nearly every budget is smaller than what was left to send when its connection opened
     # (the corpus is 1.7 MB; 30 passes out of 30 failed in the runs that wrote this test).
     assert proxy.cut >= 25 and len(failures) >= 25, (proxy.cut, failures)
@@ -749,14 +755,7 @@ def test_changes_synced_over_cut_connections_arrive_exactly(
     account.append_many([message(f"New {n}", message_id=new_id()) for n in range(10)])
     proxy.cuts = [0, 40, 300, 900, 1_500, 2_000, 2_500, 3_000, 3_500, 4_000, 5_000, 6_500, 8_000]
 
-    failures = []
-    for _ in range(len(proxy.cuts) + 10):
-        report = run_sync(account.mailbox.pk)
-        if report.failure is not None:
-            failures.append(report.failure)
-        elif report.complete and not report.more and not proxy.cuts:
-            break
-    assert report.failure is None, failures
+    failures = sync_through_cuts(account, proxy)
     assert proxy.cut >= 10 and all(failure.transient for failure in failures), failures
 
     for name in ("INBOX", archive):
