@@ -223,10 +223,8 @@ def test_server_errors_are_retried_with_backoff(connect: Callable, entra: Entra)
 def test_persistent_server_errors_become_token_unavailable(connect: Callable, entra: Entra) -> None:
     mailbox = connect(lifetime=60)
     entra.idp.inject(500, count=100)
-    started = time.monotonic()
     with pytest.raises(vault.TokenUnavailable) as caught:
         vault.get_access_token(mailbox, OUTLOOK_RESOURCE)
-    assert time.monotonic() - started < 3  # bounded by the retry budget
     assert caught.value.retry_after and caught.value.retry_after > 0
     assert "HTTP 500" in str(caught.value)
     assert 2 <= len(entra.refresh_requests()) < 20

@@ -62,7 +62,7 @@ def test_xoauth2_accepts_minted_and_msal_tokens(
 
 
 @pytest.mark.parametrize("problem", ["expired", "issuer", "forged", "other_user", "future"])
-def test_xoauth2_rejects_bad_tokens_quickly(
+def test_xoauth2_rejects_bad_tokens(
     dovecot: DovecotServer, idp: FakeIdentityProvider, problem: str
 ) -> None:
     email = new_address(idp)
@@ -75,10 +75,8 @@ def test_xoauth2_rejects_bad_tokens_quickly(
         "other_user": lambda: idp.mint_access_token(new_address(idp)),
         "future": lambda: idp.mint_access_token(email, extra_claims={"nbf": time.time() + 300}),
     }[problem]()
-    started = time.monotonic()
     with pytest.raises(LoginError):
         dovecot.connect().oauth2_login(email, token)
-    assert time.monotonic() - started < 1.5  # auth_failure_delay = 0, no anvil penalty
 
 
 def test_password_users(dovecot: DovecotServer) -> None:
@@ -162,12 +160,10 @@ def test_exchange_like_server(
     assert dovecot_exchange_like.uids(email, "Sent Items") == []
 
 
-def test_start_stop_is_fast_and_failures_show_the_log(
+def test_start_stop_and_failures_show_the_log(
     tmp_path: Path, idp: FakeIdentityProvider, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    started = time.monotonic()
     with DovecotServer(tmp_path / "ok", idp, users=[("pw@example.com", "pw")]) as server:
-        assert time.monotonic() - started < 2
         runtime = server.tmpdir / "runtime"
         assert runtime.resolve().is_dir()
         assert server.connect().login("pw@example.com", "pw") == b"Logged in"
