@@ -809,3 +809,30 @@ def test_a_database_connection_lost_mid_sync_is_a_transient_failure(
     assert "database" in mailbox.last_error.lower(), mailbox.last_error
     sync_ok(account)
     assert account.stored_uids() == account.server_uids()
+
+
+def test_a_uidvalidity_change_reconciled_over_cut_connections_keeps_every_row(
+    account: ImapAccount, server_proxy: Callable[..., ImapProxy], settings: Any
+) -> None:
+    """The reconciliation after a UIDVALIDITY change, broken off at 12 points: the stored rows
+    end up under their new UIDs (same rows, same conversations), nothing is fetched twice."""
+    settings.MAILWEB_SYNC_BATCH_SIZE = 4
+    threads = [thread(3, f"Renumbered {n}", start=BASE_TIME + timedelta(days=n)) for n in range(8)]
+    account.append_many([raw for messages in threads for raw in messages])
+    proxy = server_proxy()
+    sync_ok(account)
+    before = {m.raw_sha256: (m.pk, m.conversation_id) for m in Message.objects.all()}
+
+    new_validity = account.server.reset_uidvalidity(account.address, "INBOX")
+    account.append_many([message(f"After the rebuild {n}", message_id=new_id()) for n in range(6)])
+    proxy.cuts = [0, 300, 900, 1_500, 2_000, 2_500, 3_000, 4_000, 5_000, 6_500, 8_000, 12_000]
+    failures = sync_through_cuts(account, proxy)
+    assert proxy.cut >= 8 and all(failure.transient for failure in failures), failures
+
+    assert folder(account).uidvalidity == new_validity
+    assert account.stored_uids() == account.server_uids()
+    rows = list(Message.objects.filter(mailbox=account.mailbox))
+    assert len(rows) == 8 * 3 + 6 and {m.uidvalidity for m in rows} == {new_validity}
+    kept = [row for row in rows if row.raw_sha256 in before]
+    assert len(kept) == 24
+    assert all((row.pk, row.conversation_id) == before[row.raw_sha256] for row in kept)
