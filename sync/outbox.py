@@ -37,6 +37,7 @@ from sync.ingest import ProviderKey, ServerState, ingest_message
 logger = logging.getLogger(__name__)
 
 LOCK_SECONDS = 200  # longer than the task's hard time limit
+_NOT_COPIED = "Sent, but not copied to the Sent folder: "
 MICROSOFT_SMTP_DOMAINS = (".office365.com", ".outlook.com", ".office365.us", ".partner.outlook.cn")
 
 
@@ -170,18 +171,26 @@ def mark_failed(outgoing_id: int, reason: str) -> None:
 
 
 def follow_up(row: OutgoingMessage) -> None:
-    """Sent-folder copy and the conversation entry; each step is skipped once done."""
+    """Sent-folder copy and the conversation entry; each step is skipped once done.
+
+    A Sent copy that fails (a connection cut during APPEND, a server that is down) raises
+    ``smtp.TransientSendError`` once the reply is in its conversation, so the task tries the
+    copy again later; the mail itself is never sent again (``_deliver`` skips a sent row).
+    """
     raw = get_blob(row.raw_sha256)
     key = ProviderKey()
+    not_copied = ""
     if not row.appended_to_sent and not server_files_sent(row.mailbox):
         try:
             key = append_to_sent(row.mailbox, raw, row.message_id)
             OutgoingMessage.objects.filter(pk=row.pk).update(appended_to_sent=True)
+            OutgoingMessage.objects.filter(pk=row.pk, last_error__startswith=_NOT_COPIED).update(
+                last_error=""
+            )
         except Exception as exc:  # the mail is sent; a missing Sent copy must not resend it
             logger.warning("could not copy outgoing %s to Sent: %s", row.pk, type(exc).__name__)
-            OutgoingMessage.objects.filter(pk=row.pk).update(
-                last_error=f"Sent, but not copied to the Sent folder: {exc}"[:2000]
-            )
+            not_copied = f"{_NOT_COPIED}{exc}"[:2000]
+            OutgoingMessage.objects.filter(pk=row.pk).update(last_error=not_copied)
     if not Message.objects.filter(mailbox=row.mailbox, message_id=row.message_id).exists():
         ingest_message(
             row.mailbox, raw, key, ServerState(seen=True, received_at=row.sent_at or timezone.now())
@@ -189,6 +198,8 @@ def follow_up(row: OutgoingMessage) -> None:
     from mailweb import live
 
     live.bump_changes()
+    if not_copied:
+        raise smtp.TransientSendError(not_copied)
 
 
 def server_files_sent(mailbox: MailAccount) -> bool:

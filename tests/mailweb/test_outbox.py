@@ -21,6 +21,7 @@ from sync import outbox, outbox_tasks, smtp
 from tests.conftest import wait_for
 from tests.fakes.ca import TestCA
 from tests.fakes.idp import FakeIdentityProvider
+from tests.fakes.imap_proxy import ImapProxy
 from tests.fakes.smtp import FakeSMTPServer
 from tests.mailweb.factories import conversation_with, deliver
 
@@ -387,6 +388,45 @@ def test_copy_is_appended_to_the_sent_folder(
     # Idempotent: a second follow-up does not file a second copy.
     outbox.follow_up(outgoing)
     assert len(dovecot.uids(mailbox.address, sent)) == 1
+
+
+@pytest.mark.dovecot
+@pytest.mark.django_db
+def test_a_sent_copy_cut_off_is_filed_by_a_later_attempt_without_sending_again(
+    dovecot: Any,
+    idp: FakeIdentityProvider,
+    smtp_server: FakeSMTPServer,
+    settings: Any,
+    trust_test_ca: Path,
+    test_ca: TestCA,
+) -> None:
+    """The connection breaks during the APPEND to Sent: the reply is sent and shown in its
+    conversation at once, and the attempt reports a transient failure so the task files the
+    copy later; that attempt files it once and sends nothing."""
+    proxy = ImapProxy(test_ca, dovecot.port, pattern=rb"^\S+ APPEND ")
+    settings.MICROSOFT_SMTP_HOST = smtp_server.host
+    settings.MICROSOFT_IMAP_HOST = f"127.0.0.1:{proxy.port}"
+    try:
+        mailbox = oauth_mailbox(idp)
+        outgoing = queued_reply(
+            mailbox, f"{uuid.uuid4().hex}@example.com", subject="Cut", body="Into Sent, later"
+        )
+        with pytest.raises(smtp.TransientSendError, match="not copied to the Sent folder"):
+            outbox.deliver(outgoing.pk)
+        outgoing.refresh_from_db()
+        assert outgoing.status == OutgoingMessage.Status.SENT and not outgoing.appended_to_sent
+        assert Message.objects.filter(message_id=outgoing.message_id).count() == 1
+        assert len(smtp_server.messages) == 1
+
+        proxy.refusing = False
+        assert outbox.deliver(outgoing.pk).status == "sent"
+        outgoing.refresh_from_db()
+        assert outgoing.appended_to_sent and outgoing.last_error == ""
+    finally:
+        proxy.close()
+    assert len(smtp_server.messages) == 1  # sent once
+    assert len(dovecot.uids(mailbox.address, dovecot.folder_name("\\Sent"))) == 1
+    assert Message.objects.filter(message_id=outgoing.message_id).count() == 1
 
 
 @pytest.mark.django_db(transaction=True)
