@@ -62,6 +62,8 @@ UNSIZED_BATCH = 10
 #: Without CONDSTORE, every pass re-reads the flags of this many newest messages; all messages
 #: are re-read every MAILWEB_SYNC_FLAGS_SWEEP_SECONDS.
 RECENT_FLAGS_WINDOW = 500
+#: Why a message the server still has, but left out of its FETCH answer, was set aside.
+LEFT_OUT = "the server sent nothing for it when asked"
 #: Flags sweeps and SEARCH comparisons ask for at most this many UIDs per command.
 UID_CHUNK = 5000
 #: Batches queued between the fetching thread and the commits. With the one being fetched and
@@ -451,8 +453,9 @@ class FolderSync:
     def _fetch_bodies(self, uids: Sequence[int]) -> tuple[list[FetchedMessage], dict[int, str]]:
         """The messages, in the order asked for, and the server's refusal of any it would not
         send (UID -> its words). UIDs in neither were expunged meanwhile."""
+        refused: dict[int, str] = {}
         try:
-            return self._fetch_whole(uids), {}
+            messages = self._fetch_whole(uids)
         except IMAP_ERRORS as exc:
             if not refuses_the_messages(exc):
                 raise  # the network: the pass fails and the next one resumes here
@@ -468,6 +471,11 @@ class FolderSync:
                 unfetchable.server_words(exc),
             )
             self._forget_selection_if_dropped(exc)
+            messages, refused = self._fetch_one_by_one(uids)
+        refused.update(self._left_out(uids, messages, refused))
+        return messages, refused
+
+    def _fetch_one_by_one(self, uids: Sequence[int]) -> tuple[list[FetchedMessage], dict[int, str]]:
         messages: list[FetchedMessage] = []
         refused: dict[int, str] = {}
         for uid in uids:
@@ -481,6 +489,21 @@ class FolderSync:
                 self._forget_selection_if_dropped(exc)
         self._back_in_folder()  # what follows in the pass needs a working connection
         return messages, refused
+
+    def _left_out(
+        self, uids: Sequence[int], messages: list[FetchedMessage], refused: dict[int, str]
+    ) -> dict[int, str]:
+        """The UIDs a FETCH answer left out although the server still has them.
+
+        Only a message expunged meanwhile may be missing from the answer; one that is still
+        there (a server that could not read it and said nothing) is set aside like a refused
+        one, and asked for again later, instead of being passed over for good.
+        """
+        missing = set(uids) - {message.uid for message in messages} - set(refused)
+        if not missing:
+            return {}
+        present = self.client.search(["UID", compress_uids(sorted(missing))])
+        return {uid: LEFT_OUT for uid in present if uid in missing}
 
     def _forget_selection_if_dropped(self, exc: BaseException) -> None:
         """After a refusal with BYE (Dovecot's way), the next command needs a new connection;

@@ -7,6 +7,8 @@ refuses a command with "NO Request is throttled. Suggested Backoff Time: 299910 
 line to Dovecot over TLS and back, and while ``refusing`` is set answers client commands that
 match ``pattern`` with ``answer`` (after the command's tag) instead of forwarding them; with
 no ``answer`` it cuts the connection instead, as a network failing at that moment would.
+``rewrite`` changes the commands it forwards meanwhile (say, to make Dovecot leave a message
+out of a FETCH answer, as a misbehaving server might).
 
 A network that fails halfway is provoked with ``cuts``: each new connection takes the next
 number from that list and is closed, both ways and without a word, once the server has sent
@@ -22,6 +24,7 @@ import socket
 import ssl
 import struct
 import threading
+from collections.abc import Callable
 
 from tests.fakes.ca import TestCA
 
@@ -40,6 +43,7 @@ class ImapProxy:
         answer: bytes = b"",
         cuts: list[int] | None = None,
         reset: bool = False,
+        rewrite: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self.upstream_port = upstream_port
         self.pattern = re.compile(pattern, re.IGNORECASE)
@@ -49,6 +53,7 @@ class ImapProxy:
         self.connections = 0
         self.cuts = list(cuts or [])
         self.reset = reset  # cut with a TCP reset (as a middlebox does) instead of a close
+        self.rewrite = rewrite  # applied to each command line forwarded while ``refusing``
         self.cut = 0  # connections cut so far
         cert = ca.issue_server_cert("imap-proxy")
         self._server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -99,6 +104,8 @@ class ImapProxy:
                     with lock:
                         client.sendall(tag + b" " + self.answer + b"\r\n")
                     continue
+                if self.refusing and self.rewrite is not None:
+                    line = self.rewrite(line)
                 upstream.sendall(line)
         except OSError:
             pass

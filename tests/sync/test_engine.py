@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -23,6 +24,7 @@ from sync import folder_sync
 from sync.engine import run_sync
 from sync.errors import Failure
 from sync.folder_sync import Progress
+from sync.imap.fetch import compress_uids, parse_uid_set
 from sync.models import MailboxSyncState, RemovedMessage
 from tests.fakes.dovecot import DovecotServer
 from tests.fakes.imap_proxy import ImapProxy
@@ -836,3 +838,34 @@ def test_a_uidvalidity_change_reconciled_over_cut_connections_keeps_every_row(
     kept = [row for row in rows if row.raw_sha256 in before]
     assert len(kept) == 24
     assert all((row.pk, row.conversation_id) == before[row.raw_sha256] for row in kept)
+
+
+def test_a_message_the_server_leaves_out_of_its_answer_is_not_lost(
+    account: ImapAccount, server_proxy: Callable[..., ImapProxy]
+) -> None:
+    """A server that answers a FETCH without one of the messages asked for, and says nothing
+    about it (no NO, no BYE): only a message expunged meanwhile may be missing like that, so
+    one that is still there is set aside and asked for again, never skipped for good."""
+    for number in range(6):
+        account.append(message(f"Message {number}", message_id=new_id()))
+    left_out = account.server_uids()[2]
+    fetch = re.compile(rb"^(\S+ UID FETCH )(\S+)( \(.*BODY\.PEEK\[\].*)$", re.DOTALL)
+
+    def without_it(line: bytes) -> bytes:
+        match = fetch.match(line)
+        if match is None:
+            return line
+        uids = [uid for uid in parse_uid_set(match[2].decode()) if uid != left_out]
+        return match[1] + compress_uids(uids).encode() + match[3] if uids else line
+
+    proxy = server_proxy(rewrite=without_it)
+    sync_ok(account)
+    assert left_out not in account.stored_uids()
+    [aside] = UnfetchableMessage.objects.all()
+    assert aside.uid == left_out and "sent nothing" in aside.error
+
+    proxy.refusing = False
+    UnfetchableMessage.objects.update(next_attempt_at=timezone.now())
+    sync_ok(account)
+    assert account.stored_uids() == account.server_uids()
+    assert not UnfetchableMessage.objects.exists()
