@@ -318,9 +318,9 @@ class FolderSync:
         self.server_uids = server
         present = set(server)
         low = folder.lowest_synced_uid or folder.uidnext or 1
-        stored = Message.objects.filter(
-            folder=folder, uidvalidity=folder.uidvalidity, uid__gte=low, uid__lt=folder.uidnext
-        ).values_list("uid", flat=True)
+        covered = {"folder": folder, "uidvalidity": folder.uidvalidity, "uid__gte": low}
+        covered["uid__lt"] = folder.uidnext
+        stored = set(Message.objects.filter(**covered).values_list("uid", flat=True))
         gone = [uid for uid in stored if uid is not None and uid not in present]
         if gone:
             with transaction.atomic():
@@ -328,7 +328,33 @@ class FolderSync:
                 removed = self._remove(gone)
                 self._save_cursor(server_count=status.exists)
             self.ctx.stats.removed += removed
+        set_aside = set(UnfetchableMessage.objects.filter(**covered).values_list("uid", flat=True))
+        self._fill_gaps(
+            [
+                uid
+                for uid in server
+                if low <= uid < (folder.uidnext or 0) and uid not in stored and uid not in set_aside
+            ]
+        )
         self.check_expunges = False
+
+    def _fill_gaps(self, missing: list[int]) -> None:
+        """Fetch what the server has inside the cursor's range but the store has not.
+
+        There should be none: the cursor covers only messages stored, expunged or set aside.
+        But a gap (a server that once left a message out of an answer without a word, a
+        database restored from an older backup) would otherwise stay for good, and the counts
+        would differ, and the server's UIDs be compared, on every pass.
+        """
+        if not missing:
+            return
+        log.warning(
+            "mailbox %s: %d messages in folder %s are on the server but not stored; fetching them",
+            self.ctx.mailbox.pk,
+            len(missing),
+            self.folder.pk,
+        )
+        self._ingest(((batch, {}) for batch in self._batches(missing)), reopen=False)
 
     def _remove(self, uids: Sequence[int]) -> int:
         if not uids:

@@ -869,3 +869,23 @@ def test_a_message_the_server_leaves_out_of_its_answer_is_not_lost(
     sync_ok(account)
     assert account.stored_uids() == account.server_uids()
     assert not UnfetchableMessage.objects.exists()
+
+
+@pytest.mark.parametrize("server", ["exchange"], indirect=True)
+def test_a_gap_in_the_store_is_filled_by_the_next_comparison(account: ImapAccount) -> None:
+    """Without QRESYNC, counts that differ make the sync compare UIDs with the server: what the
+    server has and the store lacks (a database restored from an older backup, a message a
+    server once left out of an answer) is fetched, instead of staying missing for good and the
+    comparison running on every pass."""
+    for number in range(5):
+        account.append(message(f"Message {number}", message_id=new_id()))
+    sync_ok(account)
+    lost = account.server_uids()[1]
+    Message.objects.filter(folder=folder(account), uid=lost).delete()
+
+    report = sync_ok(account)
+    assert report.new == 1
+    assert account.stored_uids() == account.server_uids()
+    inbox = folder(account)
+    assert inbox.synced_count == inbox.server_count == 5  # equal again: no comparison next time
+    assert sync_ok(account).new == 0
