@@ -107,22 +107,22 @@ def run_sync(
             return report
         except Exception as exc:
             _drop_broken_database_connection()
+            failure = classify(exc)
             try:
                 if not MailAccount.objects.filter(pk=mailbox_id).exists():
                     report.skipped = "mailbox was deleted during the sync"
                     return report
-                report.failure = classify(exc)
-                report.failure.record(mailbox_id)
+                failure.record(mailbox_id)
             except DatabaseError as unrecorded:
                 # The database is still away: the failure is returned (the task retries it)
                 # even though it could not be written down.
-                report.failure = classify(exc)
                 log.warning(
                     "mailbox %s: %s; not recorded (%s)",
                     mailbox_id,
-                    report.failure.message,
+                    failure.message,
                     type(unrecorded).__name__,
                 )
+            report.failure = failure
             if raise_errors:
                 raise
             return report

@@ -318,8 +318,12 @@ class FolderSync:
         self.server_uids = server
         present = set(server)
         low = folder.lowest_synced_uid or folder.uidnext or 1
-        covered = {"folder": folder, "uidvalidity": folder.uidvalidity, "uid__gte": low}
-        covered["uid__lt"] = folder.uidnext
+        covered = {
+            "folder": folder,
+            "uidvalidity": folder.uidvalidity,
+            "uid__gte": low,
+            "uid__lt": folder.uidnext,
+        }
         stored = set(Message.objects.filter(**covered).values_list("uid", flat=True))
         gone = [uid for uid in stored if uid is not None and uid not in present]
         if gone:
