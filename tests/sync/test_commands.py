@@ -147,6 +147,8 @@ def test_import_mbox_and_maildir(tmp_path: Path) -> None:
         entry = stdlib_mailbox.mboxMessage(raw.replace(b"\r\n", b"\n"))
         if index == 0:
             entry.set_flags("RO")
+        if index == 1:
+            entry.set_flags("AF")  # answered and flagged: written as X-Status
         mbox.add(entry)
     mbox.flush()
     output = run("import_mbox", str(path), "--mailbox", "import@example.com")
@@ -154,6 +156,10 @@ def test_import_mbox_and_maildir(tmp_path: Path) -> None:
     assert Conversation.objects.get(mailbox=box).message_count == 3
     first = Message.objects.get(mailbox=box, subject="Imported thread")
     assert first.is_seen and first.folder is None
+    second = Message.objects.get(
+        mailbox=box, subject="Re: Imported thread", in_reply_to__in=[first.message_id]
+    )
+    assert (second.is_seen, second.is_flagged, second.is_answered) == (False, True, True)
     assert b"\r\nStatus:" not in get_blob(first.raw_sha256)  # mbox bookkeeping dropped
     again = run("import_mbox", str(path), "--mailbox", "import@example.com")
     assert "0 imported, 3 already present" in again
@@ -163,10 +169,13 @@ def test_import_mbox_and_maildir(tmp_path: Path) -> None:
     flagged.set_flags("FS")
     flagged.set_subdir("cur")
     maildir.add(flagged)
+    maildir.add(stdlib_mailbox.MaildirMessage(message("Unread one", message_id=new_id())))
     output = run("import_mbox", str(tmp_path / "Maildir"), "--mailbox", "import@example.com")
-    assert "1 imported" in output
+    assert "2 imported" in output
     row = Message.objects.get(mailbox=box, subject="Flagged one")
     assert row.is_flagged and row.is_seen
+    unread = Message.objects.get(mailbox=box, subject="Unread one")  # in new/, without flags
+    assert not (unread.is_seen or unread.is_flagged)
 
     with pytest.raises(CommandError, match="no mailbox"):
         run("import_mbox", str(path), "--mailbox", "missing@example.com")
