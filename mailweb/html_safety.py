@@ -95,7 +95,10 @@ _LINK_SCHEMES = frozenset({"http", "https", "mailto", "tel"})
 _REMOTE_SCHEMES = frozenset({"http", "https"})
 _DATA_IMAGE = re.compile(r"data:image/(?:png|gif|jpeg|jpg|webp|bmp);base64,[a-z0-9+/=\s]*\Z", re.I)
 _SCHEME = re.compile(r"([a-z][a-z0-9+.\-]*):", re.I)
-_CSS_FUNCTION = re.compile(r"([a-z0-9_-]*)\s*\(", re.I)
+# A function's name and its "(". It starts only where a name can start and never gives back
+# what it read: the first version restarted inside every long word, and one style attribute
+# of 40,000 letters took 24 s to check.
+_CSS_FUNCTION = re.compile(r"(?<![a-z0-9_-])([a-z0-9_-]*+)\s*+\(", re.I)
 _URL_TRIM = "".join(chr(c) for c in range(0x21))
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
