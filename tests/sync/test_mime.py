@@ -651,12 +651,17 @@ def test_only_short_style_attributes_are_remembered() -> None:
 
 
 def test_a_style_attribute_of_one_huge_word_is_checked_at_once() -> None:
-    """The CSS function pattern once restarted inside every long word: 40,000 letters took 24 s,
-    these 300,000 would have taken many minutes (past the test's timeout)."""
+    """Finding CSS function names once restarted inside every long word or run of spaces:
+    40,000 letters took 24 s, these 300,000 would have taken many minutes (past the test's
+    timeout)."""
     word = "a" * 300_000
     cleaned = sanitize_html(f'<p style="color: {word}; width: calc(1px + 2px)">x</p>')
     assert cleaned == f'<p style="color:{word};width:calc(1px + 2px)">x</p>'
     assert sanitize_html(f'<p style="color: {word}(1)">x</p>') == "<p>x</p>"
+    spaces = " " * 300_000
+    assert sanitize_html(f'<p style="font-family: Arial,{spaces}sans-serif">x</p>') == (
+        '<p style="font-family:Arial , sans-serif">x</p>'
+    )
 
 
 def test_sanitize_keeps_email_formatting() -> None:
