@@ -48,13 +48,11 @@ def _messages(path: Path) -> Iterator[tuple[bytes, ServerState]]:
         return
     box = stdlib_mailbox.mbox(str(path), factory=None, create=False)
     for key in box.iterkeys():
-        raw = box.get_bytes(key)
-        head = raw.partition(b"\n\n")[0]
-        status = b"".join(_MBOX_STATUS.findall(head)).decode("ascii", "replace")
+        raw, status = _split_status(box.get_bytes(key))
         state = ServerState(
             seen="R" in status, flagged="F" in status, answered="A" in status, draft="T" in status
         )
-        yield _without_status(raw), state
+        yield raw, state
 
 
 def _maildir_messages(path: Path) -> Iterator[tuple[bytes, ServerState]]:
@@ -78,17 +76,18 @@ def _maildir_messages(path: Path) -> Iterator[tuple[bytes, ServerState]]:
         yield Path(file_path).read_bytes(), state
 
 
-def _without_status(raw: bytes) -> bytes:
-    """Drop the mbox-only Status/X-Status headers (they are mbox bookkeeping, not mail)."""
+def _split_status(raw: bytes) -> tuple[bytes, str]:
+    """The message without its mbox-only Status/X-Status headers, and their letters."""
     head, sep, body = raw.partition(b"\n\n")
+    status = b"".join(_MBOX_STATUS.findall(head)).decode("ascii", "replace")
     if not sep:
-        return raw
+        return raw, status
     lines = [
         line
         for line in head.split(b"\n")
         if not line.lower().startswith((b"status:", b"x-status:"))
     ]
-    return b"\n".join(lines) + sep + body
+    return b"\n".join(lines) + sep + body, status
 
 
 def import_path(
